@@ -48,7 +48,11 @@ extern "C" {
     X(ETIMEDOUT, ETIMEDOUT, "timed out")                                            \
     X(ECANCELED, ECANCELED, "canceled")                                             \
     X(EOWNERDEAD, EOWNERDEAD, "acquired, but the previous owner died holding it")   \
-    X(ENOTRECOVERABLE, ENOTRECOVERABLE, "state not recoverable")
+    X(ENOTRECOVERABLE, ENOTRECOVERABLE, "state not recoverable")                  \
+    X(EDEADLK, EDEADLK, "would deadlock: the caller already holds it")              \
+    X(EBADMSG, EBADMSG, "corrupted message: a sender died while writing it")        \
+    X(EPROTO, EPROTO, "protocol error: the stream is no longer in sync")            \
+    X(ECONNRESET, ECONNRESET, "connection reset by the peer")
 
 enum {
 #define MP__ERR_ENUM(name, value, msg) name = (value),
