@@ -14,9 +14,9 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_JOBS ?= $(JOBS)
 CMAKE_ARGS ?=
 
-configure = cmake -S . -B $(1) -DMPROC_WERROR=ON $(2) $(CMAKE_ARGS) >/dev/null
+configure = cmake -S . -B $(1) -DMPROC_WERROR=ON -DMPROC_TESTS=ON $(2) $(CMAKE_ARGS) >/dev/null
 
-.PHONY: all build test demo bench install asan clang clean deps-test deps-demo deps-bench
+.PHONY: all build test demo bench install asan clang clean deps-test deps-bench
 
 all: build
 
@@ -30,17 +30,17 @@ build: deps-test
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(CTEST_JOBS)
 
-demo: deps-demo
-	@$(call configure,$(BUILD),-DMPROC_TESTS=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX))
+demo: deps-test
+	@$(call configure,$(BUILD),-DCMAKE_INSTALL_PREFIX=$(PREFIX))
 	cmake --build $(BUILD) -j$(JOBS)
 	examples/demo.sh $(BUILD)
 
 bench: deps-bench
-	@$(call configure,build-bench,-DCMAKE_BUILD_TYPE=Release -DMPROC_TESTS=OFF)
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DMPROC_TESTS=OFF $(CMAKE_ARGS) >/dev/null
 	cmake --build build-bench -j$(JOBS)
 	bench/run.sh build-bench
 
-install: deps-demo
+install: deps-test
 	@$(call configure,$(BUILD),-DCMAKE_INSTALL_PREFIX=$(PREFIX))
 	cmake --build $(BUILD) -j$(JOBS)
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/deps.sh [test|demo|bench|ci] - installs what the build needs on a
+# scripts/deps.sh [test|bench|ci] - installs what the build needs on a
 # Debian machine.  As root it runs apt-get; otherwise it prints the exact
 # command to run and exits 1.  Prints nothing when everything is there.
 set -euo pipefail
@@ -12,9 +12,7 @@ have_cmd cmake      || need+=(cmake)
 have_cmd make       || need+=(make)
 have_cmd cc         || need+=(gcc)
 have_cmd pkg-config || need+=(pkg-config)
-if [ "$what" != demo ]; then
-    have_pkg libcmocka-dev || need+=(libcmocka-dev)
-fi
+have_pkg libcmocka-dev || need+=(libcmocka-dev)
 if [ "$what" = ci ]; then
     have_cmd clang || need+=(clang)
 fi
