@@ -232,7 +232,7 @@ int mp__wait_poll(struct pollfd *fds, nfds_t nfds, const mp__deadline *dl)
         }
         if (ready > 0)
             return ready;
-        if (rc > 0)
+        if (rc > 0 && !mp__deadline_expired(dl))
             continue; /* only the signal pipe: run handlers, keep waiting */
         if (ms == 0 || mp__deadline_expired(dl))
             return mp__deadline_code(dl);
