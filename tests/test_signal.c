@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "internal/core.h"
 
@@ -65,10 +66,9 @@ static void block(int sig, bool on)
 /* Waits (polling /proc, 1 ms steps, bounded) until pid's main thread is
  * asleep: the way a helper knows its target is inside a blocking wait,
  * without sleeping for a guessed time.  Returns false after 10 s. */
-static bool await_sleeping(pid_t pid)
+static bool await_sleeping_path(const char *path)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char buf[512];
     for (int i = 0; i < 10000; i++) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -84,6 +84,13 @@ static bool await_sleeping(pid_t pid)
         poll(NULL, 0, 1);
     }
     return false;
+}
+
+static bool await_sleeping(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return await_sleeping_path(path);
 }
 
 /* A helper child: waits for the go byte, then sends `count` signals `sig` to
@@ -108,6 +115,14 @@ static int sender_main(void *arg)
                 return 3;
     }
     return 0;
+}
+
+/* CPU time this process used, in ms: tells a sleep from a busy loop. */
+static int64_t cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void reap_ok(pid_t pid)
@@ -503,10 +518,13 @@ static void zero_keeps_wait_poll_deadline(void **state)
     MP_ASSERT_OK(mp_signal_on(SIGALRM, count_handler, NULL));
     struct pollfd pfd = { .fd = p[0], .events = POLLIN };
     int64_t t0 = mp_test_now_ms();
+    int64_t cpu0 = cpu_ms();
     mp__deadline dl = mp__deadline_from_ms(300);
     assert_true(mp_signal_alarm(60) >= 0);
     MP_ASSERT_ERR(mp__wait_poll(&pfd, 1, &dl), -ETIMEDOUT);
     int64_t took = mp_test_now_ms() - t0;
+    /* slept, not spun on a readable self-pipe */
+    assert_true(cpu_ms() - cpu0 < 100);
     assert_int_equal(runs[SIGALRM], 1);
     assert_true(took >= 300);
     assert_true(took < 5000);
@@ -1038,13 +1056,15 @@ static int thread_probe(int sig, void *arg)
 struct waiter_arg {
     uint32_t word;
     int rc;
+    pid_t tid;
     int ready[2];
 };
 
 static void *waiting_thread(void *p)
 {
     struct waiter_arg *w = p;
-    mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
+    mp__deadline dl = mp__deadline_from_ms(20000);
+    w->tid = gettid();
     mp_test_signal(w->ready);
     w->rc = mp__wait_word(&w->word, 0, &dl);
     return NULL;
@@ -1064,6 +1084,9 @@ static void handler_runs_in_dispatching_thread(void **state)
     assert_int_equal(pthread_create(&t, NULL, waiting_thread, &w), 0);
     block(SIGUSR1, false);
     mp_test_await(w.ready, 10000);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)w.tid);
+    assert_true(await_sleeping_path(path)); /* the thread sleeps in its wait */
     raise(SIGUSR1); /* runs the async handler in this (main) thread */
     assert_int_equal(pthread_join(t, NULL), 0);
     MP_ASSERT_ERR(w.rc, -EINTR);
