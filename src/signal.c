@@ -504,25 +504,26 @@ int mp_signal_on(int sig, mp_signal_fn fn, void *arg)
         return -EINVAL;
     pthread_mutex_lock(&lock);
     int rc = setup_locked();
-    if (rc == 0 && !installed[sig]) {
-        /* Full sa_mask: mproc's handlers never nest.  No SA_RESTART: a
-         * sleeping futex or poll returns EINTR and the wait loop runs the
+    if (rc == 0) {
+        /* The callback is in place before the first delivery can come.
+         * sigaction() every time, even when already installed: the caller
+         * may have changed the disposition behind mproc's back. */
+        mp_signal_fn old_fn = handlers[sig].fn;
+        void *old_arg = handlers[sig].arg;
+        handlers[sig].fn = fn;
+        handlers[sig].arg = arg;
+        /* Full sa_mask: mproc's real handlers never nest.  No SA_RESTART: a
+         * sleeping futex or poll returns EINTR and its wait loop runs the
          * handler. */
         struct sigaction sa = { .sa_handler = on_signal };
         sigfillset(&sa.sa_mask);
-        /* The callback must be in place before the first delivery. */
-        handlers[sig].fn = fn;
-        handlers[sig].arg = arg;
         if (sigaction(sig, &sa, NULL) != 0) {
             rc = -errno;
-            handlers[sig].fn = NULL;
-            handlers[sig].arg = NULL;
+            handlers[sig].fn = old_fn;
+            handlers[sig].arg = old_arg;
         } else {
             installed[sig] = true;
         }
-    } else if (rc == 0) {
-        handlers[sig].fn = fn;
-        handlers[sig].arg = arg;
     }
     pthread_mutex_unlock(&lock);
     return rc;
