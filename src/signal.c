@@ -307,6 +307,28 @@ static bool take_one(int sig)
     return false;
 }
 
+/* After an mp_signal_wait() took its one delivery: if others are still
+ * pending, signal them again as on_signal() would, so that a blocking call
+ * in another thread, whose wake-up byte this thread drained, wakes and runs
+ * them instead of sleeping on. */
+static void rearm_if_pending(int from)
+{
+    for (int sig = from; sig < NSIG_; sig++) {
+        if (__atomic_load_n(&pending[sig], __ATOMIC_ACQUIRE) == 0)
+            continue;
+        int fd = __atomic_load_n(&pipe_wr, __ATOMIC_ACQUIRE);
+        if (fd >= 0) {
+            unsigned char b = (unsigned char)sig;
+            ssize_t rc = write(fd, &b, 1);
+            (void)rc;
+        }
+        __atomic_store_n(&any_pending, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&mp__sig_word, 1, __ATOMIC_SEQ_CST);
+        mp__futex_wake(&mp__sig_word, INT_MAX);
+        return;
+    }
+}
+
 /* Runs pending handlers: all of them, or at most one when an
  * mp_signal_wait() in this thread is collecting.  Returns how many ran;
  * *intr is set when one returned non-zero. */
@@ -322,8 +344,8 @@ static int run_pending(bool *intr)
     for (int sig = 1; sig < NSIG_; sig++) {
         for (;;) {
             if (w && ran > 0) {
-                /* The wait takes one; others (if any) stay for later. */
-                __atomic_store_n(&any_pending, 1, __ATOMIC_RELEASE);
+                /* The wait takes one; the others stay pending. */
+                rearm_if_pending(sig);
                 return ran;
             }
             if (!take_one(sig))

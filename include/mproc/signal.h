@@ -18,7 +18,8 @@
  * repeats of one standard signal while it is pending; real-time signals
  * queue, so each one sent is one delivery.)
  *
- * Thread safety: every function here is thread-safe.  Handlers run in the
+ * Thread and fork safety: every function here is thread-safe, and may be
+ * called in a forked child (the module resets itself there, see below).  Handlers run in the
  * thread that dispatches them; two threads that dispatch at the same moment
  * may run two different deliveries concurrently.  A handler that itself
  * makes a blocking mproc call may run other pending handlers inside that
