@@ -288,11 +288,9 @@ static void drain_pipe(void)
     unsigned char buf[256];
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
-        if (n > 0)
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        return; /* EAGAIN: empty */
+        if (n == (ssize_t)sizeof buf || (n < 0 && errno == EINTR))
+            continue; /* maybe more */
+        return; /* a short read took all there was; EAGAIN: empty */
     }
 }
 
