@@ -596,6 +596,104 @@ static void child_signal_interrupts_sleeping_wait(void **state)
     close(s.go[1]);
 }
 
+/* ---- real blocking calls: a lock wait and a queue get ------------------------------ */
+
+/* Shared with a helper child that holds the lock until told. */
+struct holder {
+    mp_lock lock;
+    int go[2];   /* child -> test: the lock is held */
+    int done[2]; /* test -> child: release it and exit */
+};
+
+static int lock_holder(void *arg)
+{
+    struct holder *h = arg;
+    if (mp_lock_acquire(&h->lock, 5000) != 0)
+        return 2;
+    mp_test_signal(h->go);
+    mp_test_await(h->done, 20000); /* hold it until the test is done */
+    mp_lock_release(&h->lock);
+    return 0;
+}
+
+static void lock_wait_interrupted(void **state)
+{
+    (void)state;
+    struct holder *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(h != MAP_FAILED);
+    MP_ASSERT_OK(mp_lock_init(&h->lock));
+    mp_test_pipe(h->go);
+    mp_test_pipe(h->done);
+    pid_t pid = mp_test_fork(lock_holder, h);
+    mp_test_await(h->go, 10000);
+
+    /* a handler returning non-zero ends a wait without deadline */
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, interrupt_handler, NULL));
+    int64_t t0 = mp_test_now_ms();
+    assert_true(mp_signal_alarm(50) >= 0);
+    MP_ASSERT_ERR(mp_lock_acquire(&h->lock, MP_FOREVER), -EINTR);
+    assert_true(mp_test_now_ms() - t0 >= 49);
+    assert_int_equal(runs[SIGALRM], 1);
+
+    /* a handler returning 0 leaves the timed wait at its deadline */
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, count_handler, NULL));
+    t0 = mp_test_now_ms();
+    assert_true(mp_signal_alarm(60) >= 0);
+    MP_ASSERT_ERR(mp_lock_acquire(&h->lock, 300), -ETIMEDOUT);
+    int64_t took = mp_test_now_ms() - t0;
+    assert_int_equal(runs[SIGALRM], 2);
+    assert_true(took >= 300);
+    assert_true(took < 5000);
+
+    /* and the lock still works afterwards */
+    mp_test_signal(h->done);
+    reap_ok(pid);
+    MP_ASSERT_OK(mp_lock_acquire(&h->lock, 5000));
+    MP_ASSERT_OK(mp_lock_release(&h->lock));
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, NULL, NULL));
+    for (int i = 0; i < 2; i++) {
+        close(h->go[i]);
+        close(h->done[i]);
+    }
+    munmap(h, sizeof *h);
+}
+
+static void queue_get_interrupted(void **state)
+{
+    (void)state;
+    mp_queue *q;
+    MP_ASSERT_OK(mp_queue_new(&q, &(mp_queue_opts){ .maxsize = 1 }));
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, interrupt_handler, NULL));
+    char buf[16];
+    size_t len = 0;
+    int64_t t0 = mp_test_now_ms();
+    assert_true(mp_signal_alarm(50) >= 0);
+    MP_ASSERT_ERR(mp_queue_get(q, buf, sizeof buf, &len, MP_FOREVER), -EINTR);
+    assert_true(mp_test_now_ms() - t0 >= 49);
+    assert_int_equal(runs[SIGALRM], 1);
+
+    /* a put blocked on a full queue too */
+    MP_ASSERT_OK(mp_queue_put(q, "a", 1, 0));
+    assert_true(mp_signal_alarm(50) >= 0);
+    MP_ASSERT_ERR(mp_queue_put(q, "b", 1, MP_FOREVER), -EINTR);
+    assert_int_equal(runs[SIGALRM], 2);
+
+    /* a handler returning 0: the timed get still ends at its deadline */
+    MP_ASSERT_OK(mp_queue_get(q, buf, sizeof buf, &len, 0));
+    assert_int_equal(len, 1);
+    assert_int_equal(buf[0], 'a'); /* nothing lost or doubled */
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, count_handler, NULL));
+    t0 = mp_test_now_ms();
+    assert_true(mp_signal_alarm(60) >= 0);
+    MP_ASSERT_ERR(mp_queue_get(q, buf, sizeof buf, &len, 300), -ETIMEDOUT);
+    int64_t took = mp_test_now_ms() - t0;
+    assert_int_equal(runs[SIGALRM], 3);
+    assert_true(took >= 300);
+    assert_true(took < 5000);
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, NULL, NULL));
+    mp_queue_free(q);
+}
+
 /* ---- mp_signal_wait ----------------------------------------------------------- */
 
 static void signal_wait_returns_signal(void **state)
@@ -1172,6 +1270,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(zero_keeps_wait_poll_deadline, reset),
     cmocka_unit_test_setup(many_signals_during_wait, reset),
     cmocka_unit_test_setup(child_signal_interrupts_sleeping_wait, reset),
+    cmocka_unit_test_setup(lock_wait_interrupted, reset),
+    cmocka_unit_test_setup(queue_get_interrupted, reset),
     cmocka_unit_test_setup(signal_wait_returns_signal, reset),
     cmocka_unit_test_setup(signal_wait_one_handler_per_call, reset),
     cmocka_unit_test_setup(signal_wait_reports_eintr, reset),
