@@ -694,6 +694,78 @@ static void queue_get_interrupted(void **state)
     mp_queue_free(q);
 }
 
+/* ---- processes started by mproc -------------------------------------------------- */
+
+static int term_seen;
+
+static int on_term(int sig, void *arg)
+{
+    (void)arg;
+    term_seen = sig;
+    return 1;
+}
+
+/* In an mp_process child: no parent handler; its own work; then a graceful
+ * exit on SIGTERM through a handler it installs itself. */
+static int process_target(void *arg)
+{
+    int *ready = arg;
+    struct sigaction sa;
+    sigaction(SIGUSR1, NULL, &sa);
+    if (sa.sa_handler != SIG_DFL)
+        return 10;
+    sigaction(SIGTERM, NULL, &sa);
+    if (sa.sa_handler != SIG_DFL)
+        return 11;
+    if (mp_signal_dispatch() != 0)
+        return 12;
+    if (mp_signal_on(SIGTERM, on_term, NULL) != 0)
+        return 13;
+    mp_test_signal(ready);
+    int sig = 0;
+    int rc = mp_signal_wait(&sig, 20000);
+    if (rc != -EINTR || sig != SIGTERM || term_seen != SIGTERM)
+        return 14;
+    return 42; /* a clean exit, code of our choosing */
+}
+
+static void process_children_and_join(void **state)
+{
+    (void)state;
+    MP_ASSERT_OK(mp_signal_on(SIGUSR1, count_handler, NULL));
+    MP_ASSERT_OK(mp_signal_on(SIGTERM, count_handler, NULL));
+    raise(SIGUSR1); /* pending here: must not run in the child */
+    int ready[2];
+    mp_test_pipe(ready);
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, process_target, ready, NULL));
+    MP_ASSERT_OK(mp_process_start(p));
+    mp_test_await(ready, 10000);
+
+    /* a join interrupted by a handler, then completed */
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, interrupt_handler, NULL));
+    assert_true(mp_signal_alarm(50) >= 0);
+    MP_ASSERT_ERR(mp_process_join(p, MP_FOREVER), -EINTR);
+    assert_int_equal(runs[SIGALRM], 1);
+    assert_int_equal(runs[SIGUSR1], 1); /* ran here, in a wait of start or join */
+    MP_ASSERT_OK(mp_process_terminate(p));
+    MP_ASSERT_OK(mp_process_join(p, 10000));
+    int code = -1;
+    MP_ASSERT_OK(mp_process_exitcode(p, &code));
+    assert_int_equal(code, 42);
+    mp_process_free(p);
+    assert_int_equal(runs[SIGTERM], 0);
+    /* no SIGCHLD handler appeared */
+    struct sigaction sa;
+    sigaction(SIGCHLD, NULL, &sa);
+    assert_true(sa.sa_handler == SIG_DFL);
+    MP_ASSERT_OK(mp_signal_on(SIGUSR1, NULL, NULL));
+    MP_ASSERT_OK(mp_signal_on(SIGTERM, NULL, NULL));
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, NULL, NULL));
+    close(ready[0]);
+    close(ready[1]);
+}
+
 /* ---- mp_signal_wait ----------------------------------------------------------- */
 
 static void signal_wait_returns_signal(void **state)
@@ -1272,6 +1344,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(child_signal_interrupts_sleeping_wait, reset),
     cmocka_unit_test_setup(lock_wait_interrupted, reset),
     cmocka_unit_test_setup(queue_get_interrupted, reset),
+    cmocka_unit_test_setup(process_children_and_join, reset),
     cmocka_unit_test_setup(signal_wait_returns_signal, reset),
     cmocka_unit_test_setup(signal_wait_one_handler_per_call, reset),
     cmocka_unit_test_setup(signal_wait_reports_eintr, reset),
