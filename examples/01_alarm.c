@@ -1,8 +1,8 @@
 /* Example 1: alarm - a later alarm replaces an earlier one; pause() */
 /* The seed: alarm(3), sleep 2 s, alarm(8) replaces the first, pause(); the
  * default action of SIGALRM then ends the process, 2 + 8 = 10 s after the
- * start, never at 3 s.  That ending is the point, so the sequence runs in a
- * child and the parent checks how and when it ended.  Then the Python way:
+ * start, never at 3 s.  That ending is the point, so the sequence runs in an
+ * mproc child and the parent checks how and when it ended.  Then the Python way:
  * a handler for SIGALRM, which is ordinary code run by mp_signal_wait().
  * MP_DEMO=1 divides the delays by 10. */
 #include <mproc.h>
@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,9 +29,15 @@ static void sleep_ms(int ms)
         ;
 }
 
-/* The seed's program, verbatim in spirit. */
-static void seed_sequence(int first, int nap, int second)
+struct delays {
+    int first, nap, second;
+};
+
+/* The seed's program, verbatim in spirit: the target of an mproc child. */
+static int seed_sequence(void *arg)
 {
+    const struct delays *d = arg;
+    int first = d->first, nap = d->nap, second = d->second;
     printf("  [child %d] alarm(%d ms)\n", (int)getpid(), first);
     mp_signal_alarm(first);
     printf("  [child] sleeping %d ms\n", nap);
@@ -44,6 +49,7 @@ static void seed_sequence(int first, int nap, int second)
     fflush(stdout);
     mp_signal_wait(NULL, MP_FOREVER);
     printf("  [child] not reached: SIGALRM's default action ends the process\n");
+    return 1;
 }
 
 static int on_alarm(int sig, void *arg)
@@ -65,23 +71,22 @@ int main(void)
 
     printf("alarm(%d), sleep %d, alarm(%d), pause(), in a child process:\n",
            first, nap, second);
-    fflush(stdout);
+    struct delays d = { first, nap, second };
+    mp_process *p = NULL;
     long long t0 = now_ms();
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return 1;
-    }
-    if (pid == 0) {
-        seed_sequence(first, nap, second);
-        _exit(1);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    int rc = mp_process_new(&p, seed_sequence, &d, NULL);
+    if (rc == 0)
+        rc = mp_process_start(p);
+    if (rc == 0)
+        rc = mp_process_join(p, MP_FOREVER);
+    int code = 0;
+    if (rc == 0)
+        rc = mp_process_exitcode(p, &code);
     long long took = now_ms() - t0;
-    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGALRM) {
-        printf("FAIL: the child did not end by SIGALRM\n");
+    mp_process_free(p);
+    if (rc != 0 || code != -SIGALRM) {
+        printf("FAIL: the child did not end by SIGALRM (%s, exit code %d)\n",
+               mp_strerror(rc), code);
         return 1;
     }
     mp_signal_info info;
@@ -100,7 +105,7 @@ int main(void)
         return 1;
     mp_signal_alarm(1000 / scale);
     int sig = 0;
-    int rc = mp_signal_wait(&sig, 5000);
+    rc = mp_signal_wait(&sig, 5000);
     if (rc != 0 || sig != SIGALRM) {
         printf("FAIL: mp_signal_wait returned %s\n", mp_strerror(rc));
         return 1;

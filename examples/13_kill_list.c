@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,9 +30,16 @@ static void list_signals(void)
     free(all);
 }
 
+struct printer {
+    int interval_ms;
+    int tell; /* write end of a pipe: one byte per line printed */
+};
+
 /* Seed example 12: a loop printing its pid, and telling the parent. */
-static void pid_printer(int interval_ms, int tell)
+static int pid_printer(void *arg)
 {
+    const struct printer *pr = arg;
+    int interval_ms = pr->interval_ms, tell = pr->tell;
     for (;;) {
         printf("  [child] my pid is %d\n", (int)getpid());
         fflush(stdout);
@@ -42,6 +48,7 @@ static void pid_printer(int interval_ms, int tell)
         struct timespec ts = { interval_ms / 1000, (long)(interval_ms % 1000) * 1000000 };
         nanosleep(&ts, NULL);
     }
+    return 0;
 }
 
 static int await_byte(int fd)
@@ -63,20 +70,19 @@ int main(void)
     int p[2];
     if (pipe(p) != 0)
         return 1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
+    struct printer pr = { interval, p[1] };
+    mp_process *child;
+    if (mp_process_new(&child, pid_printer, &pr, NULL) != 0 || mp_process_start(child) != 0)
         return 1;
-    if (pid == 0) {
-        close(p[0]);
-        pid_printer(interval, p[1]);
-    }
     close(p[1]);
+    pid_t pid = mp_process_pid(child);
     if (await_byte(p[0]) != 0 || await_byte(p[0]) != 0) {
         printf("FAIL: the child did not start\n");
-        kill(pid, SIGKILL);
+        mp_process_kill(child);
         return 1;
     }
+    /* The seed's os.kill(pid, SIGKILL): a raw pid, fine while the child is
+     * not reaped (mp_process_kill is the reuse-proof way). */
     int sig = mp_signal_number("KILL");
     printf("parent: mp_signal_send(%d, %s)\n", (int)pid, mp_signal_name(sig));
     int rc = mp_signal_send(pid, sig);
@@ -84,15 +90,19 @@ int main(void)
         printf("FAIL: %s\n", mp_strerror(rc));
         return 1;
     }
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    int code = 0;
+    rc = mp_process_join(child, 10000);
+    if (rc == 0)
+        rc = mp_process_exitcode(child, &code);
+    mp_process_free(child);
     close(p[0]);
-    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
+    if (rc != 0 || code != -SIGKILL) {
         printf("FAIL: the child was not killed by SIGKILL\n");
         return 1;
     }
-    printf("parent: child %d was killed by %s\n", (int)pid, mp_signal_name(WTERMSIG(st)));
+    int st = code;
+    printf("parent: child %d was killed by %s (exit code %d)\n", (int)pid,
+           mp_signal_name(-st), st);
     rc = mp_signal_send(pid, 0);
     printf("parent: now mp_signal_send(%d, 0) says %s (%s)\n", (int)pid, mp_err_name(rc),
            mp_strerror(rc));
