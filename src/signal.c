@@ -21,8 +21,7 @@
  * How a delivery travels.  The kernel runs on_signal() (async context, every
  * signal blocked, SA_RESTART off so the sleeping futex/poll returns EINTR):
  *   1. pending[sig] += 1            the delivery is recorded, never lost;
- *   2. one byte into the self-pipe  wakes mp__wait_poll (if this process
- *                                   made the pipe: see pipe_pid);
+ *   2. one byte into the self-pipe  wakes mp__wait_poll;
  *   3. any_pending = 1              tells run_pending() there is work;
  *   4. mp__sig_word += 1, wake all  wakes mp__wait_word's futex_waitv.
  * Then, in normal context, run_pending() (mp__sig_run) clears any_pending,
@@ -38,9 +37,10 @@
  * handlers[], installed[]: the callbacks, guarded by lock.  installed[sig]
  *   says on_signal() is sig's disposition (what a fork child must undo).
  * pipe_rd/pipe_wr: the self-pipe (non-blocking, close-on-exec), -1 before the
- *   first handler.  pipe_pid: the process that made it; on_signal() writes
- *   only when it runs in that process, so a child of a raw fork() never wakes
- *   its parent through the inherited pipe before its atfork reset. */
+ *   first handler.  A fork child gets its own (see atfork_child); the
+ *   forking thread blocks every signal from atfork_prepare until the child
+ *   has it, so on_signal() never runs in a child that still holds its
+ *   parent's pipe (it would wake the parent for nothing). */
 #define NSIG_ (_NSIG)
 
 static uint32_t pending[NSIG_];
@@ -51,7 +51,7 @@ static struct {
 } handlers[NSIG_];
 static bool installed[NSIG_];
 static int pipe_rd = -1, pipe_wr = -1;
-static pid_t pipe_pid;
+static sigset_t fork_saved_mask; /* the forking thread's mask, under lock */
 static bool hooks_registered;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -257,13 +257,13 @@ int mp_signal_list(mp_signal_info *out, size_t cap)
 /* ---- the asynchronous part ------------------------------------------------- */
 
 /* The only code that runs in signal context: async-signal-safe calls only
- * (getpid, write, futex), errno preserved. */
+ * (write, futex), errno preserved. */
 static void on_signal(int sig)
 {
     int saved = errno;
     __atomic_fetch_add(&pending[sig], 1, __ATOMIC_SEQ_CST);
     int fd = __atomic_load_n(&pipe_wr, __ATOMIC_ACQUIRE);
-    if (fd >= 0 && __atomic_load_n(&pipe_pid, __ATOMIC_ACQUIRE) == getpid()) {
+    if (fd >= 0) {
         unsigned char b = (unsigned char)sig;
         /* A full pipe (EAGAIN) is fine: it is already readable. */
         ssize_t rc = write(fd, &b, 1);
@@ -426,20 +426,25 @@ int mp_signal_wait(int *sig, int timeout_ms)
  * taken while it is held), so its place in the fork lock order is free. */
 static void atfork_prepare(void)
 {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&lock);
+    fork_saved_mask = old;
 }
 
 static void atfork_parent(void)
 {
+    sigset_t old = fork_saved_mask;
     pthread_mutex_unlock(&lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void atfork_child(void)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    /* Only this thread exists now, and prepare left the lock held. */
+    /* Only this thread exists now; prepare left the lock held and every
+     * signal blocked. */
+    sigset_t old = fork_saved_mask;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     memcpy(&lock, &fresh, sizeof lock);
     struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -459,7 +464,6 @@ static void atfork_child(void)
     if (pipe_rd >= 0 && pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0) {
         pipe_rd = p[0];
         pipe_wr = p[1];
-        pipe_pid = getpid();
     } else {
         /* No pipe yet, or none could be made: the next mp_signal_on()
          * makes one (and reports the error if it still cannot). */
@@ -477,7 +481,6 @@ static int setup_locked(void)
         int p[2];
         if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
             return -errno;
-        __atomic_store_n(&pipe_pid, getpid(), __ATOMIC_RELEASE);
         __atomic_store_n(&pipe_rd, p[0], __ATOMIC_RELEASE);
         __atomic_store_n(&pipe_wr, p[1], __ATOMIC_RELEASE);
         __atomic_store_n(&mp__sig_fd, p[0], __ATOMIC_RELEASE);

@@ -1141,6 +1141,12 @@ static void fork_child_has_no_parent_handlers(void **state)
         pid_t pid = raw ? fork() : mp__fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+            /* the parent's mask, restored after the fork */
+            sigset_t cur;
+            pthread_sigmask(SIG_BLOCK, NULL, &cur);
+            if (!sigismember(&cur, SIGUSR2) || sigismember(&cur, SIGINT) ||
+                sigismember(&cur, SIGUSR1))
+                _exit(30);
             block(SIGUSR2, false);
             int rc = check_child(parent_pipe);
             if (mp_test_fd_count() != nfd)
@@ -1151,6 +1157,11 @@ static void fork_child_has_no_parent_handlers(void **state)
         if (WIFEXITED(st))
             fail_msg("%s child failed check %d", raw ? "raw" : "mp__fork", WEXITSTATUS(st));
         assert_int_equal(WTERMSIG(st), SIGUSR1);
+        sigset_t cur;
+        pthread_sigmask(SIG_BLOCK, NULL, &cur);
+        assert_true(sigismember(&cur, SIGUSR2));
+        assert_false(sigismember(&cur, SIGINT));
+        assert_false(sigismember(&cur, SIGUSR1));
     }
     assert_int_equal(__atomic_load_n(shared_runs, __ATOMIC_SEQ_CST), 0);
     /* the parent is untouched: its own deliveries still run here */
