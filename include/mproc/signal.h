@@ -58,8 +58,9 @@ typedef int (*mp_signal_fn)(int sig, void *arg);
  *  -EINVAL: sig is not a signal, is SIGKILL or SIGSTOP, or (with fn != NULL)
  *  is a fault signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS),
  *  whose deferred handling would just fault again.  -EMFILE/-ENFILE: the
- *  self-pipe could not be made.  mproc keeps only fn and arg (arg is the
- *  caller's); on failure nothing changes.  Thread-safe. */
+ *  self-pipe could not be made (first call only); -ENOMEM.  mproc keeps
+ *  only fn and arg (arg is the caller's); on failure nothing changes.
+ *  Thread-safe. */
 MP_API int mp_signal_on(int sig, mp_signal_fn fn, void *arg);
 
 /** Ignores sig (SIG_IGN) and drops its pending deliveries.  -EINVAL as for
