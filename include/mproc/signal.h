@@ -13,7 +13,10 @@
  *     its timeout; if a handler returned non-zero, the call returns -EINTR
  *     instead (Python's "the handler raised").
  * So a handler may call anything: printf, malloc, mproc functions, even
- * mp_signal_on().  Each delivery the kernel makes runs the handler exactly
+ * mp_signal_on().  The real handler is installed without SA_RESTART (so
+ * sleeping waits wake up): a slow system call the program makes itself,
+ * such as read(2) on a terminal, may then fail with EINTR; retry it, as
+ * Python does since PEP 475.  Each delivery the kernel makes runs the handler exactly
  * once; nothing is lost when several arrive.  (The kernel itself merges
  * repeats of one standard signal while it is pending; real-time signals
  * queue, so each one sent is one delivery.)
