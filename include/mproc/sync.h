@@ -155,8 +155,12 @@ MP_API void mp_sem_destroy(mp_sem *s);
 
 /* ---- mp_event: a flag processes wait for --------------------------------------
  *
- * state: bit 0 = set; bit 1 = WAITERS (someone may sleep: set/clear wakes
- * all).  A dead waiter leaves at most one needless wake-up behind. */
+ * state: bit 0    SET
+ *        bit 1    WAITERS: someone may sleep; the next set wakes all
+ *        bits 2-31 generation: + 1 each time a clear event is set, so a
+ *                 waiter also returns 0 when the event was set and cleared
+ *                 again before it ran (it was set while it waited)
+ * A dead waiter leaves at most one needless wake-up call behind. */
 typedef struct mp_event {
     uint32_t state;
     uint32_t reserved[3];
