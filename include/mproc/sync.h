@@ -40,6 +40,8 @@
 #ifndef MPROC_SYNC_H
 #define MPROC_SYNC_H
 
+#include <errno.h> /* the -EOWNERDEAD, -ETIMEDOUT, ... these calls return */
+
 #include "common.h"
 
 #ifdef __cplusplus
