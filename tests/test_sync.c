@@ -1130,6 +1130,206 @@ static void barrier_dead_waiter(void **state)
     unmap_shared(mem, 4096);
 }
 
+
+/* ---- a waker that dies before its wake-up strands nobody -------------------
+ * Each case makes the state change a dying waker would have made, without
+ * the futex wake that never came: the sleeper must notice it by itself
+ * within about MP_SYNC_RESCUE_MS. */
+
+struct rescue {
+    mp_lock l;
+    mp_sem s;
+    mp_event e;
+    mp_cond c;
+    mp_lock cl;
+    int ready[2];
+    int which;
+};
+
+static int rescue_sleeper(void *arg)
+{
+    struct rescue *r = arg;
+    int rc;
+    switch (r->which) {
+    case 0:
+        mp_test_signal(r->ready);
+        rc = mp_lock_acquire(&r->l, 10000);
+        break;
+    case 1:
+        mp_test_signal(r->ready);
+        rc = mp_sem_acquire(&r->s, 10000);
+        break;
+    case 2:
+        mp_test_signal(r->ready);
+        rc = mp_event_wait(&r->e, 10000);
+        break;
+    default:
+        if (mp_lock_acquire(&r->cl, MP_FOREVER) != 0)
+            return 9;
+        mp_test_signal(r->ready);
+        rc = mp_cond_wait(&r->c, &r->cl, 10000);
+        mp_lock_release(&r->cl);
+        break;
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+static void rescue_lost_wakeups(void **state)
+{
+    (void)state;
+    struct rescue *r = shared(4096);
+    mp_test_pipe(r->ready);
+    for (int which = 0; which < 4; which++) {
+        MP_ASSERT_OK(mp_lock_init(&r->l));
+        MP_ASSERT_OK(mp_sem_init(&r->s, 0, 0));
+        MP_ASSERT_OK(mp_event_init(&r->e));
+        MP_ASSERT_OK(mp_cond_init(&r->c));
+        MP_ASSERT_OK(mp_lock_init(&r->cl));
+        r->which = which;
+        if (which == 0)
+            MP_ASSERT_OK(mp_lock_acquire(&r->l, 0));
+        pid_t pid = mp_test_fork(rescue_sleeper, r);
+        mp_test_await(r->ready, 10000);
+        /* wait until it sleeps (its mark is in the word), then change the
+         * word as a dying waker would, and never wake it */
+        int64_t end = mp_test_now_ms() + 10000;
+        switch (which) {
+        case 0:
+            while (!(__atomic_load_n(&r->l.state, __ATOMIC_ACQUIRE) & MP__LOCK_WAITERS))
+                assert_true(mp_test_now_ms() < end);
+            /* a releaser killed after storing 0, before waking; its robust
+             * list still names the lock, as the dead one's would have */
+            __atomic_store_n(&r->l.state, 0, __ATOMIC_RELEASE);
+            break;
+        case 1:
+            while (__atomic_load_n(&r->s.waiters, __ATOMIC_ACQUIRE) == 0)
+                assert_true(mp_test_now_ms() < end);
+            __atomic_fetch_add(&r->s.value, 1, __ATOMIC_SEQ_CST);
+            break;
+        case 2:
+            while (!(__atomic_load_n(&r->e.state, __ATOMIC_ACQUIRE) & 2))
+                assert_true(mp_test_now_ms() < end);
+            __atomic_store_n(&r->e.state, 1 | 4, __ATOMIC_SEQ_CST);
+            break;
+        default:
+            while ((__atomic_load_n(&r->c.state, __ATOMIC_ACQUIRE) & 0xfffff) == 0)
+                assert_true(mp_test_now_ms() < end);
+            /* a notify killed after granting, before bumping seq and waking */
+            __atomic_store_n(&r->c.state, (UINT64_C(1) << 20) | (UINT64_C(1) << 40),
+                             __ATOMIC_SEQ_CST);
+            break;
+        }
+        int64_t t0 = mp_test_now_ms();
+        expect_exit0(pid);
+        int64_t took = mp_test_now_ms() - t0;
+        if (took > MP_SYNC_RESCUE_MS + 3000)
+            fail_msg("case %d: the sleeper noticed after %lld ms", which, (long long)took);
+        if (which == 0) {
+            /* our node is still linked: unlink it the normal way */
+            __atomic_store_n(&r->l.state, (uint32_t)mp__tid(), __ATOMIC_RELEASE);
+            MP_ASSERT_OK(mp_lock_release(&r->l));
+        }
+    }
+    close(r->ready[0]);
+    close(r->ready[1]);
+    unmap_shared(r, 4096);
+}
+
+/* ---- a handler that asks to stop: -EINTR, with the documented state ------ */
+
+static volatile sig_atomic_t stop_asked;
+
+static int fake_sig_run(void)
+{
+    return stop_asked ? -EINTR : 0;
+}
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    stop_asked = 1;
+}
+
+struct kicker_arg {
+    pid_t target;
+    int go[2];
+};
+
+static int kicker(void *arg)
+{
+    struct kicker_arg *k = arg;
+    mp_test_await(k->go, 10000);
+    /* signal it once it sleeps (either order gives -EINTR; this one tests
+     * the interrupted sleep) */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)k->target);
+    int64_t end = mp_test_now_ms() + 10000;
+    while (mp_test_now_ms() < end) {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            break;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *st = strrchr(buf, ')');
+        if (st && st[1] == ' ' && st[2] == 'S')
+            break;
+        sched_yield();
+    }
+    kill(k->target, SIGUSR2);
+    return 0;
+}
+
+static void handler_interrupts_waits(void **state)
+{
+    (void)state;
+    struct sigaction sa = { .sa_handler = on_usr2 }, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    int (*saved)(void) = mp__sig_run;
+    mp__sig_run = fake_sig_run; /* what mp_signal_on() installs */
+    struct kicker_arg *k = shared(4096);
+    k->target = getpid();
+    mp_test_pipe(k->go);
+    struct holder_arg *h = (struct holder_arg *)((char *)k + 256);
+    h->l = (mp_lock *)((char *)k + 1024);
+    MP_ASSERT_OK(mp_lock_init(h->l));
+    mp_test_pipe(h->fds);
+    pid_t holder = mp_test_fork(hold_and_wait, h);
+    mp_test_await(h->fds, 10000);
+    for (int which = 0; which < 3; which++) {
+        stop_asked = 0;
+        pid_t pid = mp_test_fork(kicker, k);
+        mp_test_signal(k->go);
+        if (which == 0) {
+            MP_ASSERT_ERR(mp_lock_acquire(h->l, 10000), -EINTR);
+            assert_false(mp__lock_held(h->l));
+        } else if (which == 1) {
+            mp_lock l = MP_LOCK_INIT;
+            mp_cond c = MP_COND_INIT;
+            MP_ASSERT_OK(mp_lock_acquire(&l, 0));
+            MP_ASSERT_ERR(mp_cond_wait(&c, &l, 10000), -EINTR);
+            assert_true(mp__lock_held(&l)); /* held again, whatever happened */
+            assert_int_equal(c.state & 0xfffff, 0);
+            MP_ASSERT_OK(mp_lock_release(&l));
+        } else {
+            mp_barrier b = MP_BARRIER_INIT(2);
+            MP_ASSERT_ERR(mp_barrier_wait(&b, 10000), -EINTR);
+            MP_ASSERT_ERR(mp_barrier_wait(&b, 0), -EPIPE); /* it broke the barrier */
+        }
+        expect_exit0(pid);
+    }
+    mp__sig_run = saved;
+    kill(holder, SIGKILL);
+    expect_killed(holder);
+    sigaction(SIGUSR2, &old, NULL);
+    close(k->go[0]);
+    close(k->go[1]);
+    close(h->fds[0]);
+    close(h->fds[1]);
+    unmap_shared(k, 4096);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(lock_basic),
     cmocka_unit_test(lock_bad_input),
@@ -1158,6 +1358,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(barrier_timeout_breaks),
     cmocka_unit_test(barrier_abort_reset),
     cmocka_unit_test(barrier_dead_waiter),
+    cmocka_unit_test(rescue_lost_wakeups),
+    cmocka_unit_test(handler_interrupts_waits),
 };
 
 MP_TEST_MAIN(tests)
