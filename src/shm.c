@@ -100,24 +100,29 @@ static int check_name(const char *name)
     return 0;
 }
 
+/* The classic way, with its zero-size window: shm_open + ftruncate. */
+static int create_classic(const char *name, size_t size)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int rc = -errno;
+        shm_unlink(name);
+        mp__close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 /* Creates the segment with its final size: fd, -EEXIST, or -errno. */
 static int create_whole(const char *name, size_t size)
 {
     int fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
-        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-            return -errno;
-        /* no O_TMPFILE: the classic way, with its zero-size window */
-        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
-        if (fd < 0)
-            return -errno;
-        if (ftruncate(fd, (off_t)size) != 0) {
-            int rc = -errno;
-            shm_unlink(name);
-            mp__close(fd);
-            return rc;
-        }
-        return fd;
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            return create_classic(name, size); /* no O_TMPFILE here */
+        return -errno;
     }
     if (ftruncate(fd, (off_t)size) != 0) {
         int rc = -errno;
@@ -130,7 +135,10 @@ static int create_whole(const char *name, size_t size)
     if (linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) != 0) {
         int rc = -errno;
         mp__close(fd);
-        return rc;
+        if (rc == -EEXIST)
+            return rc;
+        /* no /proc to name the file by: fall back */
+        return rc == -ENOENT ? create_classic(name, size) : rc;
     }
     return fd;
 }

@@ -5,8 +5,9 @@
  * memory (mp_shm_alloc, MP_SHM_NEW, mp_shm_open), initialise it once with
  * its _init function or its MP_X_INIT initializer, then use it from any
  * process that maps it, at any address.  Memory from mp_shm_alloc is zeroed,
- * and all-zero bytes are a valid unlocked mp_lock, mp_rlock, clear mp_event
- * and mp_cond (not mp_sem with a max, nor mp_barrier: they need parties/max).
+ * and all-zero bytes are a valid unlocked mp_lock and mp_rlock, a clear
+ * mp_event, an mp_cond with no waiters and an unbounded mp_sem at 0 (not an
+ * mp_barrier: it needs its party count).
  *
  * Waits take int timeout_ms: MP_FOREVER (-1) waits without limit, 0 never
  * waits and returns -EAGAIN when it would block, a positive timeout that
