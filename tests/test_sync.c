@@ -131,6 +131,7 @@ static void lock_many_with_pthread_robust(void **state)
 struct holder_arg {
     mp_lock *l;
     pthread_mutex_t *pm;
+    mp_lock *more[2]; /* taken after pm, if set */
     int fds[2];
 };
 
@@ -142,6 +143,9 @@ static int hold_and_wait(void *arg)
         return 3;
     if (mp_lock_acquire(h->l, MP_FOREVER) != 0)
         return 2;
+    for (int i = 0; i < 2; i++)
+        if (h->more[i] && mp_lock_acquire(h->more[i], MP_FOREVER) != 0)
+            return 4;
     mp_test_signal(h->fds);
     for (;;)
         pause();
@@ -169,8 +173,8 @@ static void lock_timeouts(void **state)
 }
 
 /* A holder SIGKILLed: exactly one next acquirer gets -EOWNERDEAD and the
- * lock works again; a glibc robust mutex held by the same thread recovers
- * too (the shared list stayed intact). */
+ * lock works again; a glibc robust mutex and two more mp_locks held by the
+ * same thread, linked in between on the one list, recover too. */
 static void lock_owner_dies(void **state)
 {
     (void)state;
@@ -183,17 +187,25 @@ static void lock_owner_dies(void **state)
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     assert_int_equal(pthread_mutex_init(h->pm, &a), 0);
     MP_ASSERT_OK(mp_lock_init(h->l));
+    h->more[0] = (mp_lock *)((char *)h + 1024);
+    h->more[1] = (mp_lock *)((char *)h + 1536);
+    MP_ASSERT_OK(mp_lock_init(h->more[0]));
+    MP_ASSERT_OK(mp_lock_init(h->more[1]));
     mp_test_pipe(h->fds);
     for (int round = 0; round < 3; round++) {
         pid_t pid = mp_test_fork(hold_and_wait, h);
         mp_test_await(h->fds, 10000);
         kill(pid, SIGKILL);
         expect_killed(pid);
+        MP_ASSERT_ERR(mp_lock_acquire(h->more[1], 1000), -EOWNERDEAD);
         MP_ASSERT_ERR(mp_lock_acquire(h->l, 1000), -EOWNERDEAD);
         assert_int_equal(pthread_mutex_lock(h->pm), EOWNERDEAD);
         assert_int_equal(pthread_mutex_consistent(h->pm), 0);
+        MP_ASSERT_ERR(mp_lock_acquire(h->more[0], 1000), -EOWNERDEAD);
         MP_ASSERT_OK(mp_lock_release(h->l));
+        MP_ASSERT_OK(mp_lock_release(h->more[1]));
         assert_int_equal(pthread_mutex_unlock(h->pm), 0);
+        MP_ASSERT_OK(mp_lock_release(h->more[0]));
         /* the death was reported once: the lock is plain again */
         MP_ASSERT_OK(mp_lock_acquire(h->l, 0));
         MP_ASSERT_OK(mp_lock_release(h->l));
