@@ -302,6 +302,62 @@ static void lock_thread_exit_holding(void **state)
     MP_ASSERT_OK(mp_lock_release(&l));
 }
 
+/* A fork child is a new owner: it does not hold its parent's locks, it has
+ * its own thread id (the cached one is reset by plain fork() and mp__fork
+ * alike) and its own robust list. */
+struct fork_arg {
+    mp_lock *a, *b;
+    int fds[2];
+};
+
+static int fork_child(void *arg)
+{
+    struct fork_arg *f = arg;
+    if (mp_lock_release(f->a) != -EPERM)
+        return 1;
+    if (mp_lock_acquire(f->a, 0) != -EAGAIN) /* not -EDEADLK: not the parent */
+        return 2;
+    if ((pid_t)(f->a->state & MP__LOCK_TID) == mp__tid() || mp__tid() != getpid())
+        return 3;
+    if (mp_lock_acquire(f->b, 0) != 0)
+        return 4;
+    mp_test_signal(f->fds);
+    for (;;)
+        pause(); /* killed holding b */
+}
+
+static void lock_fork_child(void **state)
+{
+    (void)state;
+    struct fork_arg *f = shared(4096);
+    f->a = (mp_lock *)((char *)f + 256);
+    f->b = (mp_lock *)((char *)f + 512);
+    MP_ASSERT_OK(mp_lock_init(f->a));
+    MP_ASSERT_OK(mp_lock_init(f->b));
+    mp_test_pipe(f->fds);
+    MP_ASSERT_OK(mp_lock_acquire(f->a, 0));
+    for (int how = 0; how < 2; how++) {
+        pid_t pid;
+        if (how == 0) {
+            pid = mp_test_fork(fork_child, f); /* plain fork() */
+        } else {
+            pid = mp__fork();
+            assert_true(pid >= 0);
+            if (pid == 0)
+                _exit(fork_child(f));
+        }
+        mp_test_await(f->fds, 10000);
+        kill(pid, SIGKILL);
+        expect_killed(pid);
+        MP_ASSERT_ERR(mp_lock_acquire(f->b, 1000), -EOWNERDEAD);
+        MP_ASSERT_OK(mp_lock_release(f->b));
+    }
+    MP_ASSERT_OK(mp_lock_release(f->a));
+    close(f->fds[0]);
+    close(f->fds[1]);
+    unmap_shared(f, 4096);
+}
+
 /* Mutual exclusion under contention: a non-atomic counter stays exact. */
 struct count_arg {
     mp_lock *l;
@@ -1350,6 +1406,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(lock_owner_dies),
     cmocka_unit_test(lock_owner_dies_with_waiters),
     cmocka_unit_test(lock_thread_exit_holding),
+    cmocka_unit_test(lock_fork_child),
     cmocka_unit_test(lock_counts_exactly),
     cmocka_unit_test(rlock_reentrant),
     cmocka_unit_test(rlock_other_process),
