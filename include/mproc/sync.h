@@ -35,8 +35,11 @@
  * (owner ids are thread ids).
  *
  * Requirements: Linux, glibc on a 64-bit target (mp_lock links itself into
- * the robust list glibc registers for each thread); elsewhere the _init
- * functions of mp_lock, mp_rlock and mp_cond return -ENOTSUP.
+ * the robust list glibc registers for each thread); where a thread's list
+ * has another layout, the mp_lock and mp_rlock functions (and mp_cond_wait,
+ * through its lock) return -ENOTSUP.  Do not unmap memory holding a lock
+ * the calling thread holds: the kernel could not mark it at the thread's
+ * death.
  */
 #ifndef MPROC_SYNC_H
 #define MPROC_SYNC_H
@@ -85,7 +88,8 @@ MP_API int mp_lock_init(mp_lock *l);
  *  half-updated (exactly one acquirer sees it per death).  -EDEADLK: the
  *  calling thread already holds it (never deadlocks on itself).  -EAGAIN
  *  (timeout 0) / -ETIMEDOUT: not acquired.  -EINTR (signal handler asked),
- *  -EINVAL (NULL).  On any error the lock is not held.  The uncontended
+ *  -EINVAL (NULL), -ENOTSUP.  On every code but 0 and -EOWNERDEAD the lock
+ *  is not held (and nothing changed).  The uncontended
  *  path makes no system call. */
 MP_API int mp_lock_acquire(mp_lock *l, int timeout_ms);
 
