@@ -7,12 +7,17 @@
  *   MP_BENCH_PY_PROCS  processes per Python run (default 500: Python is ~14x
  *                   slower; the rate per second compares directly)
  *
+ * A third peer, fork+handshake, is raw fork plus the pipe on which the
+ * child reports that it runs: the floor for any start that, like mproc's,
+ * returns only once the child runs.
+ *
  * The child does nothing: raw fork's child calls _exit(0) at once, mproc's
  * target returns 0 (then mproc flushes stdio and _exit()s), Python's target
  * is `pass`.  So this measures the per-process overhead each adds to
  * fork+exit+wait, which is what the goal (mproc >= 90% of raw) is about.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +61,42 @@ static double run_raw(int n)
             if (errno != EINTR)
                 return -1;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return -1;
+    }
+    return n / ((bench_now_ns() - t0) / 1e9);
+}
+
+/* The floor of any start handshake: raw fork plus a pipe on which the
+ * child reports that it runs before the parent goes on (what mproc's start
+ * must do by contract), then waitpid.  mproc vs this peer is mproc's own
+ * overhead; this peer vs raw fork is the price of the handshake. */
+static double run_handshake(int n)
+{
+    int64_t t0 = bench_now_ns();
+    for (int i = 0; i < n; i++) {
+        int hs[2];
+        if (pipe2(hs, O_CLOEXEC) != 0)
+            return -1;
+        pid_t pid = fork();
+        if (pid < 0)
+            return -1;
+        if (pid == 0) {
+            char c = 0;
+            if (write(hs[1], &c, 1) != 1)
+                _exit(1);
+            _exit(0);
+        }
+        close(hs[1]);
+        char c;
+        ssize_t r;
+        while ((r = read(hs[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        close(hs[0]);
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+            if (errno != EINTR)
+                return -1;
+        if (r != 1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
             return -1;
     }
     return n / ((bench_now_ns() - t0) / 1e9);
@@ -111,7 +152,7 @@ int main(void)
     int runs = bench_runs();
     int n = env_int("MP_BENCH_PROCS", 2000);
     int npy = env_int("MP_BENCH_PY_PROCS", 500);
-    double raw[64], mp[64], py[64];
+    double raw[64], hs[64], mp[64], py[64];
     if (runs > 64)
         runs = 64;
     long py_rss = -1;
@@ -123,25 +164,31 @@ int main(void)
         /* alternate the order so neither side always runs on a warm cache */
         if (r % 2 == 0) {
             raw[r] = run_raw(n);
+            hs[r] = run_handshake(n);
             mp[r] = run_mproc(n);
         } else {
             mp[r] = run_mproc(n);
+            hs[r] = run_handshake(n);
             raw[r] = run_raw(n);
         }
-        if (raw[r] < 0 || mp[r] < 0) {
+        if (raw[r] < 0 || hs[r] < 0 || mp[r] < 0) {
             fprintf(stderr, "bench_process: a run failed\n");
             return 1;
         }
         double v = run_python(npy, &py_rss);
         if (v > 0)
             py[py_ok++] = v;
-        printf("# run %d: raw %.0f/s, mproc %.0f/s, python %.0f/s\n", r + 1, raw[r], mp[r], v);
+        printf("# run %d: fork+waitpid %.0f/s, fork+handshake %.0f/s, mproc %.0f/s, "
+               "python %.0f/s\n", r + 1, raw[r], hs[r], mp[r], v);
         fflush(stdout);
     }
-    double m_raw = bench_median(raw, runs), m_mp = bench_median(mp, runs);
+    double m_raw = bench_median(raw, runs), m_hs = bench_median(hs, runs),
+           m_mp = bench_median(mp, runs);
     bench_report("process", "mproc", "start_join", m_mp, "proc/s");
     bench_report("process", "fork+waitpid", "start_join", m_raw, "proc/s");
+    bench_report("process", "fork+handshake", "start_join", m_hs, "proc/s");
     bench_ratio("process", "start_join", "mproc", m_mp, "fork+waitpid", m_raw, 1);
+    bench_ratio("process", "start_join", "mproc", m_mp, "fork+handshake", m_hs, 1);
     if (py_ok > 0) {
         double m_py = bench_median(py, py_ok);
         bench_report("process", "python", "start_join", m_py, "proc/s");
