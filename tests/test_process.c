@@ -1172,6 +1172,84 @@ static void fallback_without_pidfd(void **state)
     assert_int_equal(mp_test_fd_count(), fds0);
 }
 
+
+/* With SIGCHLD ignored the kernel reaps children itself: join still
+ * returns once the child has exited, and exitcode says the status is lost
+ * (-ECHILD) rather than inventing one. */
+static void sigchld_ignored_status_lost(void **state)
+{
+    (void)state;
+    struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    gate g;
+    gate_open(&g);
+    mp_process *p = start_new(wait_gate, &g, NULL);
+    assert_true(mp_process_is_alive(p));
+    MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+    gate_send(&g, 1);
+    MP_ASSERT_OK(mp_process_join(p, 10000));
+    int code = 77;
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    assert_int_equal(code, 77);
+    MP_ASSERT_ERR(mp_process_kill(p), -ESRCH);
+    mp_process_free(p);
+    gate_close(&g);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+}
+
+/* Out of fds: start fails with -EMFILE and leaves no child behind. */
+static void start_without_fds_is_emfile(void **state)
+{
+    (void)state;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    /* the lowest free fd is at most the count: allow one more only */
+    lim.rlim_cur = (rlim_t)mp_test_fd_count() + 1;
+    lim.rlim_max = old.rlim_max;
+    int dummy[64], nd = 0;
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    MP_ASSERT_OK(mp_process_start(p)); /* warm up before the limit */
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    /* fill every hole below the limit, so exactly zero or one fd is free */
+    int fd;
+    while (nd < 64 && (fd = dup(0)) >= 0)
+        dummy[nd++] = fd;
+    MP_ASSERT_ERR(mp_process_start(p), -EMFILE);
+    while (nd > 0)
+        close(dummy[--nd]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(no_children());
+    assert_int_equal(mp_process_pid(p), 0);
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+}
+
+static mp_process *parents_handle;
+
+static int start_parents_handle(void *arg)
+{
+    (void)arg;
+    return mp_process_start(parents_handle) == -EINVAL ? 0 : 1;
+}
+
+/* A handle may only be started by the process that created it (Python's
+ * rule), even in a raw fork that inherited it. */
+static void start_in_other_process_is_einval(void **state)
+{
+    (void)state;
+    MP_ASSERT_OK(mp_process_new(&parents_handle, ret_arg, NULL, NULL));
+    pid_t pid = mp_test_fork(start_parents_handle, NULL);
+    int st = mp_test_waitpid(pid, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    mp_process_free(parents_handle);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1204,6 +1282,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(detached_start_leaves_no_zombie),
         cmocka_unit_test(threads_start_and_join),
         cmocka_unit_test(fallback_without_pidfd),
+        cmocka_unit_test(sigchld_ignored_status_lost),
+        cmocka_unit_test(start_without_fds_is_emfile),
+        cmocka_unit_test(start_in_other_process_is_einval),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
 }
