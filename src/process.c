@@ -1,6 +1,26 @@
 /* src/process.c - processes started from a C function: the start handshake,
  * pidfd handles, reaping of our own pids only, exit-time joins, daemons and
- * the detached double fork. */
+ * the detached double fork.
+ *
+ * Start: pipe2(O_CLOEXEC), mp__fork() (stdio flushed, fork hooks run), then
+ * in the parent pidfd_open(child) and the handle enters the table, both
+ * under tab_lock; the parent polls the pipe and the pidfd until the child
+ * writes its 4-byte report (0, or -errno from its setup) or dies.  The child
+ * sets PR_SET_PDEATHSIG if it is a daemon, takes its name, registers its
+ * on_exit guard, reports, runs the target, runs the exit routine for its own
+ * children, flushes stdio and _exit()s.
+ *
+ * Handles: the pidfd is the handle, the sentinel and the signal target
+ * (pidfd_send_signal never reaches a reused pid); reaping is
+ * waitid(P_PIDFD, WNOHANG) under tab_lock, after a poll on the pidfd made
+ * without it.  Once reaped (state EXITED) nothing is ever sent again.
+ * Without pidfds (Linux < 5.3, seccomp), the handshake pipe stays open in
+ * the child and its read end is the sentinel; signals go to the pid, which
+ * is safe while the child is unreaped (a zombie keeps its pid).
+ *
+ * The table holds every started handle until it is reaped and freed, so the
+ * exit routine can join what the user freed while running and a child can
+ * close what it inherited (fork_child). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -115,7 +135,7 @@ static void tab_insert(mp_process *p)
     p->next = tab;
     if (tab)
         tab->prev = p;
-    tab = p;
+    __atomic_store_n(&tab, p, __ATOMIC_RELEASE); /* child_exit peeks at it */
     p->listed = true;
 }
 
@@ -126,7 +146,7 @@ static void tab_remove(mp_process *p)
     if (p->prev)
         p->prev->next = p->next;
     else
-        tab = p->next;
+        __atomic_store_n(&tab, p->next, __ATOMIC_RELEASE);
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
@@ -165,7 +185,7 @@ static void fork_child(void)
             p->fd = -1;
         }
     }
-    tab = NULL;
+    __atomic_store_n(&tab, NULL, __ATOMIC_RELEASE);
     mp__close(self_sentinel);
     self_sentinel = -1;
     tab_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
@@ -419,12 +439,13 @@ static int child_setup(const mp_process *p, pid_t parent)
      * the child writes or code page it runs costs it a page fault. */
     cur_name = p->name;
     cur_ident = p->ident;
-    counter = 0;
+    __atomic_store_n(&counter, 0, __ATOMIC_RELAXED);
 #ifdef __GLIBC__
     if (on_exit_fn(child_on_exit, NULL) != 0)
         return -ENOMEM;
     onexit_pid = getpid();
-    exit_pid = onexit_pid; /* the on_exit handler covers exit(): no atexit */
+    /* the on_exit handler covers exit(): no atexit handler in this child */
+    __atomic_store_n(&exit_pid, onexit_pid, __ATOMIC_RELAXED);
 #endif
     return 0;
 }
