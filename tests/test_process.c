@@ -739,6 +739,7 @@ static void join_runs_handlers_and_eintr(void **state)
 typedef struct exit_arg {
     gate go;          /* released by the test: the non-daemonic child may finish */
     int report[2];    /* records written by the helper and its children */
+    int ready[2];     /* each child writes a byte once it has reported */
     bool use_exit;    /* the helper ends with exit() (else its target returns) */
     bool free_first;  /* the helper frees its handles before it ends */
 } exit_arg;
@@ -759,7 +760,7 @@ static int report_pid_and_pause(void *arg)
 {
     exit_arg *e = arg;
     close(e->go.fds[1]);
-    if (put_record(e->report[1], 'D') < 0)
+    if (put_record(e->report[1], 'D') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     return pause_forever(NULL);
 }
@@ -767,7 +768,7 @@ static int report_pid_and_pause(void *arg)
 static int wait_go_and_mark(void *arg)
 {
     exit_arg *e = arg;
-    if (put_record(e->report[1], 'N') < 0)
+    if (put_record(e->report[1], 'N') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     int c = wait_gate(&e->go);
     if (put_record(e->report[1], 'M') < 0)
@@ -786,6 +787,15 @@ static int exiting_parent(void *arg)
         mp_process_start(n) < 0)
         return 50;
     close(e->go.fds[1]);
+    /* both children have reported (else ending now could SIGTERM the
+     * daemon before it said who it is) */
+    char r[2];
+    for (size_t got = 0; got < 2;) {
+        ssize_t k = read(e->ready[0], r + got, 2 - got);
+        if (k <= 0)
+            return 52;
+        got += (size_t)k;
+    }
     if (e->free_first) {
         mp_process_free(d);
         mp_process_free(n);
@@ -822,6 +832,7 @@ static void check_exit_joins(bool raw, bool use_exit, bool free_first)
     exit_arg e = { .use_exit = use_exit, .free_first = free_first };
     gate_open(&e.go);
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
     mp_process *h = NULL;
     pid_t raw_pid = 0;
     int hfd;
@@ -874,6 +885,8 @@ static void check_exit_joins(bool raw, bool use_exit, bool free_first)
     close(hfd);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
     gate_close(&e.go);
 }
 
@@ -926,6 +939,8 @@ static void daemon_grandchild_dies_with_killed_parent(void **state)
     (void)state;
     exit_arg e = { 0 };
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
+    gate_open(&e.go);
     mp_process *mid = start_new(daemon_starter, &e, NULL);
     record r = read_record(e.report[0]);
     assert_int_equal(r.tag, 'D');
@@ -940,6 +955,9 @@ static void daemon_grandchild_dies_with_killed_parent(void **state)
     mp_process_free(mid);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
+    gate_close(&e.go);
 }
 
 /* A daemon's name and flag work like any process's; a daemon started and
