@@ -920,6 +920,56 @@ static void exit_handles_freed_children(void **state)
     check_exit_joins(false, false, true);
 }
 
+static int ignore_term_and_pause(void *arg)
+{
+    int *ready = arg;
+    signal(SIGTERM, SIG_IGN);
+    int32_t pid = getpid();
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid)
+        return 1;
+    return pause_forever(NULL);
+}
+
+static int exit_with_stubborn_daemon(void *arg)
+{
+    mp_process *d;
+    if (mp_process_new(&d, ignore_term_and_pause, arg, &(mp_process_opts){ .daemon = true }) < 0 ||
+        mp_process_start(d) < 0)
+        return 50;
+    int *ready = arg;
+    int32_t pid;
+    if (read(ready[0], &pid, sizeof pid) != sizeof pid) /* it ignores SIGTERM now */
+        return 51;
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid) /* pass it on to the test */
+        return 52;
+    exit(0);
+}
+
+/* A daemon that ignores SIGTERM gets SIGKILL 1 s later at its parent's
+ * exit: the exit is delayed by the grace period, not forever. */
+static void exit_kills_daemon_ignoring_sigterm(void **state)
+{
+    (void)state;
+    int ready[2];
+    mp_test_pipe(ready);
+    int64_t t0 = mp_test_now_ms();
+    pid_t h = mp_test_fork(exit_with_stubborn_daemon, ready);
+    int64_t t1 = mp_test_now_ms();
+    int st = mp_test_waitpid(h, 10000);
+    int64_t took = mp_test_now_ms() - t1;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int32_t pid;
+    assert_int_equal(read(ready[0], &pid, sizeof pid), (ssize_t)sizeof pid);
+    assert_true(took >= 1000 - (t1 - t0)); /* the grace period ran */
+    assert_true(took < 8000);
+    /* the helper reaped it before exiting: it is gone */
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 /* The middle process: starts a daemonic child, reports its pid, then waits
  * to be SIGKILLed. */
 static int daemon_starter(void *arg)
@@ -1294,6 +1344,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(child_return_joins_and_terminates),
         cmocka_unit_test(child_exit_joins_and_terminates),
         cmocka_unit_test(exit_handles_freed_children),
+        cmocka_unit_test(exit_kills_daemon_ignoring_sigterm),
         cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
         cmocka_unit_test(daemon_joins_normally),
         cmocka_unit_test(daemons_never_outlive_killed_parent),
