@@ -171,6 +171,7 @@ static void named_create_attach(void **state)
 static void named_bad_input(void **state)
 {
     (void)state;
+    int fds = mp_test_fd_count();
     mp_shm *s = NULL;
     char longname[300];
     longname[0] = '/';
@@ -197,6 +198,7 @@ static void named_bad_input(void **state)
     MP_ASSERT_OK(mp_shm_close(s));
     MP_ASSERT_OK(mp_shm_unlink(name));
     MP_ASSERT_ERR(mp_shm_close(NULL), -EINVAL);
+    assert_int_equal(mp_test_fd_count(), fds); /* no failure path leaks one */
     assert_null(mp_shm_data(NULL));
     assert_int_equal(mp_shm_size(NULL), 0);
 }

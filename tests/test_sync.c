@@ -915,6 +915,57 @@ static void cond_notify_exact(void **state)
     unmap_shared(mem, 4096);
 }
 
+/* The notifier dies holding the lock: the waiter is still notified and
+ * gets the lock back with -EOWNERDEAD. */
+static int cv_waiter_ownerdead(void *arg)
+{
+    struct cv_arg *a = arg;
+    if (mp_lock_acquire(a->l, MP_FOREVER) != 0)
+        return 1;
+    mp_test_signal(a->ready);
+    int rc = mp_cond_wait(a->c, a->l, 15000);
+    if (rc != -EOWNERDEAD)
+        return 2;
+    if (!mp__lock_held(a->l))
+        return 3;
+    return mp_lock_release(a->l) == 0 ? 0 : 4;
+}
+
+static int cv_notify_and_die(void *arg)
+{
+    struct cv_arg *a = arg;
+    if (mp_lock_acquire(a->l, MP_FOREVER) != 0 || mp_cond_notify(a->c, 1) != 1)
+        return 1;
+    mp_test_signal(a->ready);
+    for (;;)
+        pause();
+}
+
+static void cond_notifier_dies_holding_lock(void **state)
+{
+    (void)state;
+    char *mem = shared(4096);
+    struct cv_arg *a = (struct cv_arg *)mem;
+    a->c = (mp_cond *)(mem + 128);
+    a->l = (mp_lock *)(mem + 256);
+    MP_ASSERT_OK(mp_cond_init(a->c));
+    MP_ASSERT_OK(mp_lock_init(a->l));
+    mp_test_pipe(a->ready);
+    pid_t w = mp_test_fork(cv_waiter_ownerdead, a);
+    mp_test_await(a->ready, 10000);
+    wait_cond_waiters(a->c, 1);
+    pid_t n = mp_test_fork(cv_notify_and_die, a);
+    mp_test_await(a->ready, 10000);
+    kill(n, SIGKILL);
+    expect_killed(n);
+    expect_exit0(w);
+    MP_ASSERT_OK(mp_lock_acquire(a->l, 0));
+    MP_ASSERT_OK(mp_lock_release(a->l));
+    close(a->ready[0]);
+    close(a->ready[1]);
+    unmap_shared(mem, 4096);
+}
+
 /* A notify is for the waiters already waiting: one that starts waiting
  * after it cannot take it. */
 static void *cv_thread(void *arg)
@@ -1420,6 +1471,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(event_wakes_all),
     cmocka_unit_test(cond_basic),
     cmocka_unit_test(cond_notify_exact),
+    cmocka_unit_test(cond_notifier_dies_holding_lock),
     cmocka_unit_test(cond_no_stealing),
     cmocka_unit_test(cond_producer_consumer),
     cmocka_unit_test(barrier_rounds),
