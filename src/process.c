@@ -1,10 +1,31 @@
 /* src/process.c - processes started from a C function: the start handshake,
  * pidfd handles, reaping of our own pids only, exit-time joins, daemons and
- * the detached double fork. */
+ * the detached double fork.
+ *
+ * Start: pipe2(O_CLOEXEC), mp__fork() (stdio flushed, fork hooks run), then
+ * in the parent pidfd_open(child) and the handle enters the table, both
+ * under tab_lock; the parent polls the pipe and the pidfd until the child
+ * writes its 4-byte report (0, or -errno from its setup) or dies.  The child
+ * sets PR_SET_PDEATHSIG if it is a daemon, takes its name, registers its
+ * on_exit guard, reports, runs the target, runs the exit routine for its own
+ * children, flushes stdio and _exit()s.
+ *
+ * Handles: the pidfd is the handle, the sentinel and the signal target
+ * (pidfd_send_signal never reaches a reused pid); reaping is
+ * waitid(P_PIDFD, WNOHANG) under tab_lock, after a poll on the pidfd made
+ * without it.  Once reaped (state EXITED) nothing is ever sent again.
+ * Without pidfds (Linux < 5.3, seccomp), the handshake pipe stays open in
+ * the child and its read end is the sentinel; signals go to the pid, which
+ * is safe while the child is unreaped (a zombie keeps its pid).
+ *
+ * The table holds every started handle until it is reaped and freed, so the
+ * exit routine can join what the user freed while running and a child can
+ * close what it inherited (fork_child). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +72,8 @@ enum { ST_NEW, ST_STARTING, ST_RUNNING, ST_EXITED };
 struct mp_process {
     mp_target target;
     void *arg;
-    char *name;
-    char *ident;     /* Python's _identity: "1", "1:2", ... */
+    const char *name; /* both point into text[] */
+    const char *ident; /* Python's _identity: "1", "1:2", ... */
     bool daemon;
     pid_t creator;   /* the process that called mp_process_new */
 
@@ -67,6 +88,7 @@ struct mp_process {
     int exitcode;
     int refs;        /* exit-routine waits in progress: keep the memory */
     struct mp_process *prev, *next;
+    char text[];     /* ident, then name: one allocation per handle */
 };
 
 /* The table of this process's children: every handle from its start until
@@ -78,8 +100,8 @@ static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_process *tab;
 
 /* Per-process state, reset in each child that mproc starts. */
-static char *cur_name;      /* NULL: "MainProcess" */
-static char *cur_ident;     /* NULL: the first process (empty identity) */
+static const char *cur_name;  /* NULL: "MainProcess"; else in our own handle */
+static const char *cur_ident; /* NULL: the first process (empty identity) */
 static unsigned counter;    /* processes created here so far (Python's counter) */
 static pid_t exit_pid;      /* the process whose exit routine is installed */
 static pid_t onexit_pid;    /* the child whose on_exit handler is installed */
@@ -104,8 +126,6 @@ static void unlock(void)
 static void destroy(mp_process *p)
 {
     mp__close(p->fd);
-    free(p->name);
-    free(p->ident);
     free(p);
 }
 
@@ -115,7 +135,7 @@ static void tab_insert(mp_process *p)
     p->next = tab;
     if (tab)
         tab->prev = p;
-    tab = p;
+    __atomic_store_n(&tab, p, __ATOMIC_RELEASE); /* child_exit peeks at it */
     p->listed = true;
 }
 
@@ -126,7 +146,7 @@ static void tab_remove(mp_process *p)
     if (p->prev)
         p->prev->next = p->next;
     else
-        tab = p->next;
+        __atomic_store_n(&tab, p->next, __ATOMIC_RELEASE);
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
@@ -165,10 +185,10 @@ static void fork_child(void)
             p->fd = -1;
         }
     }
-    tab = NULL;
+    __atomic_store_n(&tab, NULL, __ATOMIC_RELEASE);
     mp__close(self_sentinel);
     self_sentinel = -1;
-    pthread_mutex_init(&tab_lock, NULL);
+    tab_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 static const mp__fork_hooks process_hooks = {
@@ -371,7 +391,10 @@ static int install_exit_locked(pid_t me)
 
 _Noreturn static void child_exit(int status)
 {
-    exit_routine();
+    /* Most children start no children: skip the routine (and the code
+     * pages it would fault in) when the table is empty. */
+    if (__atomic_load_n(&tab, __ATOMIC_ACQUIRE))
+        exit_routine();
     fflush(NULL);
     _exit(status & 0xff);
 }
@@ -387,6 +410,11 @@ static void child_on_exit(int status, void *arg)
     if (getpid() == onexit_pid)
         child_exit(status);
 }
+
+/* on_exit is called only in children: through this pointer, bound when the
+ * library is loaded, each child skips the lazy PLT binding it would
+ * otherwise redo (a symbol lookup and a few page faults per child). */
+static int (*volatile on_exit_fn)(void (*)(int, void *), void *) = on_exit;
 #endif
 
 /* The child's setup, before it reports to its parent: 0 or -errno.  parent
@@ -406,31 +434,40 @@ static int child_setup(const mp_process *p, pid_t parent)
         if (getppid() != parent)
             raise(SIGKILL);
     }
-    char *name = strdup(p->name), *ident = strdup(p->ident);
-    if (!name || !ident) {
-        free(name);
-        free(ident);
-        return -ENOMEM;
-    }
-    free(cur_name);
-    free(cur_ident);
-    cur_name = name;
-    cur_ident = ident;
-    counter = 0;
+    /* Our name lives in our copy of the handle, which mp_process_free
+     * keeps for the life of the process.  No allocation here: every page
+     * the child writes or code page it runs costs it a page fault. */
+    cur_name = p->name;
+    cur_ident = p->ident;
+    __atomic_store_n(&counter, 0, __ATOMIC_RELAXED);
 #ifdef __GLIBC__
-    if (on_exit(child_on_exit, NULL) != 0)
+    if (on_exit_fn(child_on_exit, NULL) != 0)
         return -ENOMEM;
     onexit_pid = getpid();
-    exit_pid = onexit_pid; /* the on_exit handler covers exit(): no atexit */
+    /* the on_exit handler covers exit(): no atexit handler in this child */
+    __atomic_store_n(&exit_pid, onexit_pid, __ATOMIC_RELAXED);
 #endif
     return 0;
+}
+
+/* The child's report: one 4-byte write, atomic on a pipe.  write() is
+ * called through a pointer bound at load time for the same reason as
+ * on_exit_fn: the parent never calls it, so each child would bind it. */
+static ssize_t (*volatile write_fn)(int, const void *, size_t) = write;
+
+static int child_report(int fd, const void *msg, size_t len)
+{
+    ssize_t n;
+    while ((n = write_fn(fd, msg, len)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)len ? 0 : -1;
 }
 
 /* Runs in the child of mp_process_start: set up, report on hs_w, run. */
 _Noreturn static void child_main(const mp_process *p, pid_t parent, int hs_w, bool keep_w)
 {
     int32_t msg = child_setup(p, p->daemon ? parent : 0);
-    if (mp__write_all(hs_w, &msg, sizeof msg) != 0 || msg < 0)
+    if (child_report(hs_w, &msg, sizeof msg) != 0 || msg < 0)
         _exit(127);
     /* Without pidfds, our end of the handshake pipe is our parent's
      * sentinel: hold it until we die (fork_child closes it in our own
@@ -448,25 +485,24 @@ int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_proce
 {
     if (!out || !target)
         return -EINVAL;
-    mp_process *p = calloc(1, sizeof *p);
+    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    const char *parent = cur_ident ? cur_ident : "";
+    const char *sep = cur_ident ? ":" : "";
+    size_t ilen = strlen(parent) + strlen(sep) + 10; /* 10: digits of a 32-bit n */
+    size_t nlen = opts && opts->name ? strlen(opts->name) : strlen("Process-") + ilen;
+    if (ilen > SIZE_MAX / 4 || nlen > SIZE_MAX / 4)
+        return -ENOMEM;
+    mp_process *p = calloc(1, sizeof *p + ilen + 1 + nlen + 1);
     if (!p)
         return -ENOMEM;
-    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    int len = cur_ident ? asprintf(&p->ident, "%s:%u", cur_ident, n)
-                        : asprintf(&p->ident, "%u", n);
-    if (len < 0) {
-        free(p);
-        return -ENOMEM;
-    }
+    char *ident = p->text, *name = p->text + ilen + 1;
+    snprintf(ident, ilen + 1, "%s%s%u", parent, sep, n);
     if (opts && opts->name)
-        p->name = strdup(opts->name);
-    else if (asprintf(&p->name, "Process-%s", p->ident) < 0)
-        p->name = NULL;
-    if (!p->name) {
-        free(p->ident);
-        free(p);
-        return -ENOMEM;
-    }
+        memcpy(name, opts->name, nlen + 1);
+    else
+        snprintf(name, nlen + 1, "Process-%s%s%u", parent, sep, n);
+    p->ident = ident;
+    p->name = name;
     p->target = target;
     p->arg = arg;
     p->daemon = opts && opts->daemon;
@@ -705,8 +741,8 @@ int mp_process_sentinel(const mp_process *p)
 
 void mp_process_free(mp_process *p)
 {
-    if (!p)
-        return;
+    if (!p || p->name == cur_name)
+        return; /* a child's copy of its own handle holds its name: keep it */
     lock();
     if (p->listed && p->owner == getpid() &&
         (p->state == ST_RUNNING || p->state == ST_STARTING) && !reap_locked(p)) {
@@ -761,14 +797,14 @@ int mp_process_spawn_detached(pid_t *pid_out, mp_target target, void *arg,
         if (g == 0) {
             msg[0] = child_setup(p, 0);
             msg[1] = getpid();
-            if (mp__write_all(hs[1], msg, sizeof msg) != 0 || msg[0] < 0)
+            if (child_report(hs[1], msg, sizeof msg) != 0 || msg[0] < 0)
                 _exit(127);
             mp__close(hs[1]);
             child_exit(p->target(p->arg));
         }
         if (g < 0) {
             msg[0] = g;
-            (void)mp__write_all(hs[1], msg, sizeof msg);
+            (void)child_report(hs[1], msg, sizeof msg);
             _exit(127);
         }
         _exit(0);

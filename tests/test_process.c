@@ -739,6 +739,7 @@ static void join_runs_handlers_and_eintr(void **state)
 typedef struct exit_arg {
     gate go;          /* released by the test: the non-daemonic child may finish */
     int report[2];    /* records written by the helper and its children */
+    int ready[2];     /* each child writes a byte once it has reported */
     bool use_exit;    /* the helper ends with exit() (else its target returns) */
     bool free_first;  /* the helper frees its handles before it ends */
 } exit_arg;
@@ -759,7 +760,7 @@ static int report_pid_and_pause(void *arg)
 {
     exit_arg *e = arg;
     close(e->go.fds[1]);
-    if (put_record(e->report[1], 'D') < 0)
+    if (put_record(e->report[1], 'D') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     return pause_forever(NULL);
 }
@@ -767,7 +768,7 @@ static int report_pid_and_pause(void *arg)
 static int wait_go_and_mark(void *arg)
 {
     exit_arg *e = arg;
-    if (put_record(e->report[1], 'N') < 0)
+    if (put_record(e->report[1], 'N') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     int c = wait_gate(&e->go);
     if (put_record(e->report[1], 'M') < 0)
@@ -786,6 +787,15 @@ static int exiting_parent(void *arg)
         mp_process_start(n) < 0)
         return 50;
     close(e->go.fds[1]);
+    /* both children have reported (else ending now could SIGTERM the
+     * daemon before it said who it is) */
+    char r[2];
+    for (size_t got = 0; got < 2;) {
+        ssize_t k = read(e->ready[0], r + got, 2 - got);
+        if (k <= 0)
+            return 52;
+        got += (size_t)k;
+    }
     if (e->free_first) {
         mp_process_free(d);
         mp_process_free(n);
@@ -822,6 +832,7 @@ static void check_exit_joins(bool raw, bool use_exit, bool free_first)
     exit_arg e = { .use_exit = use_exit, .free_first = free_first };
     gate_open(&e.go);
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
     mp_process *h = NULL;
     pid_t raw_pid = 0;
     int hfd;
@@ -874,6 +885,8 @@ static void check_exit_joins(bool raw, bool use_exit, bool free_first)
     close(hfd);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
     gate_close(&e.go);
 }
 
@@ -907,6 +920,56 @@ static void exit_handles_freed_children(void **state)
     check_exit_joins(false, false, true);
 }
 
+static int ignore_term_and_pause(void *arg)
+{
+    int *ready = arg;
+    signal(SIGTERM, SIG_IGN);
+    int32_t pid = getpid();
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid)
+        return 1;
+    return pause_forever(NULL);
+}
+
+static int exit_with_stubborn_daemon(void *arg)
+{
+    mp_process *d;
+    if (mp_process_new(&d, ignore_term_and_pause, arg, &(mp_process_opts){ .daemon = true }) < 0 ||
+        mp_process_start(d) < 0)
+        return 50;
+    int *ready = arg;
+    int32_t pid;
+    if (read(ready[0], &pid, sizeof pid) != sizeof pid) /* it ignores SIGTERM now */
+        return 51;
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid) /* pass it on to the test */
+        return 52;
+    exit(0);
+}
+
+/* A daemon that ignores SIGTERM gets SIGKILL 1 s later at its parent's
+ * exit: the exit is delayed by the grace period, not forever. */
+static void exit_kills_daemon_ignoring_sigterm(void **state)
+{
+    (void)state;
+    int ready[2];
+    mp_test_pipe(ready);
+    int64_t t0 = mp_test_now_ms();
+    pid_t h = mp_test_fork(exit_with_stubborn_daemon, ready);
+    int64_t t1 = mp_test_now_ms();
+    int st = mp_test_waitpid(h, 10000);
+    int64_t took = mp_test_now_ms() - t1;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int32_t pid;
+    assert_int_equal(read(ready[0], &pid, sizeof pid), (ssize_t)sizeof pid);
+    assert_true(took >= 1000 - (t1 - t0)); /* the grace period ran */
+    assert_true(took < 8000);
+    /* the helper reaped it before exiting: it is gone */
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 /* The middle process: starts a daemonic child, reports its pid, then waits
  * to be SIGKILLed. */
 static int daemon_starter(void *arg)
@@ -926,6 +989,8 @@ static void daemon_grandchild_dies_with_killed_parent(void **state)
     (void)state;
     exit_arg e = { 0 };
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
+    gate_open(&e.go);
     mp_process *mid = start_new(daemon_starter, &e, NULL);
     record r = read_record(e.report[0]);
     assert_int_equal(r.tag, 'D');
@@ -940,6 +1005,9 @@ static void daemon_grandchild_dies_with_killed_parent(void **state)
     mp_process_free(mid);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
+    gate_close(&e.go);
 }
 
 /* A daemon's name and flag work like any process's; a daemon started and
@@ -1172,6 +1240,84 @@ static void fallback_without_pidfd(void **state)
     assert_int_equal(mp_test_fd_count(), fds0);
 }
 
+
+/* With SIGCHLD ignored the kernel reaps children itself: join still
+ * returns once the child has exited, and exitcode says the status is lost
+ * (-ECHILD) rather than inventing one. */
+static void sigchld_ignored_status_lost(void **state)
+{
+    (void)state;
+    struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    gate g;
+    gate_open(&g);
+    mp_process *p = start_new(wait_gate, &g, NULL);
+    assert_true(mp_process_is_alive(p));
+    MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+    gate_send(&g, 1);
+    MP_ASSERT_OK(mp_process_join(p, 10000));
+    int code = 77;
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    assert_int_equal(code, 77);
+    MP_ASSERT_ERR(mp_process_kill(p), -ESRCH);
+    mp_process_free(p);
+    gate_close(&g);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+}
+
+/* Out of fds: start fails with -EMFILE and leaves no child behind. */
+static void start_without_fds_is_emfile(void **state)
+{
+    (void)state;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    /* the lowest free fd is at most the count: allow one more only */
+    lim.rlim_cur = (rlim_t)mp_test_fd_count() + 1;
+    lim.rlim_max = old.rlim_max;
+    int dummy[64], nd = 0;
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    MP_ASSERT_OK(mp_process_start(p)); /* warm up before the limit */
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    /* fill every hole below the limit, so exactly zero or one fd is free */
+    int fd;
+    while (nd < 64 && (fd = dup(0)) >= 0)
+        dummy[nd++] = fd;
+    MP_ASSERT_ERR(mp_process_start(p), -EMFILE);
+    while (nd > 0)
+        close(dummy[--nd]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(no_children());
+    assert_int_equal(mp_process_pid(p), 0);
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+}
+
+static mp_process *parents_handle;
+
+static int start_parents_handle(void *arg)
+{
+    (void)arg;
+    return mp_process_start(parents_handle) == -EINVAL ? 0 : 1;
+}
+
+/* A handle may only be started by the process that created it (Python's
+ * rule), even in a raw fork that inherited it. */
+static void start_in_other_process_is_einval(void **state)
+{
+    (void)state;
+    MP_ASSERT_OK(mp_process_new(&parents_handle, ret_arg, NULL, NULL));
+    pid_t pid = mp_test_fork(start_parents_handle, NULL);
+    int st = mp_test_waitpid(pid, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    mp_process_free(parents_handle);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1198,12 +1344,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(child_return_joins_and_terminates),
         cmocka_unit_test(child_exit_joins_and_terminates),
         cmocka_unit_test(exit_handles_freed_children),
+        cmocka_unit_test(exit_kills_daemon_ignoring_sigterm),
         cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
         cmocka_unit_test(daemon_joins_normally),
         cmocka_unit_test(daemons_never_outlive_killed_parent),
         cmocka_unit_test(detached_start_leaves_no_zombie),
         cmocka_unit_test(threads_start_and_join),
         cmocka_unit_test(fallback_without_pidfd),
+        cmocka_unit_test(sigchld_ignored_status_lost),
+        cmocka_unit_test(start_without_fds_is_emfile),
+        cmocka_unit_test(start_in_other_process_is_einval),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
 }

@@ -29,10 +29,12 @@
  *
  * Thread-safety: every function is thread-safe, also on the same handle,
  * except mp_process_free(), which must not race with another call on the
- * same handle.  Fork-safety: forks made through mproc (mp_process_start,
- * mp_process_spawn_detached, the pool) give the child an empty table of
- * children and its own name counter; a raw fork() does not reset them, but
- * the inherited handles still answer -ECHILD in the child.
+ * same handle.  Fork-safety: every fork made through mproc (start,
+ * spawn_detached, any mproc module that forks) gives the child an empty
+ * table of children, closing the pidfds it inherited; a child started by
+ * mp_process_start also gets its own name and name counter.  A raw fork()
+ * resets nothing, but the inherited handles still answer -ECHILD there; it
+ * must not happen while another thread is inside an mp_process call.
  */
 #ifndef MPROC_PROCESS_H
 #define MPROC_PROCESS_H
