@@ -475,7 +475,7 @@ _Noreturn static void child_main(const mp_process *p, pid_t parent, int hs_w, bo
     if (keep_w)
         self_sentinel = hs_w;
     else
-        mp__close(hs_w);
+        close(hs_w);
     child_exit(p->target(p->arg));
 }
 
@@ -526,6 +526,34 @@ static void start_undo(mp_process *p, pid_t pid, int fd)
     unlock();
     reap_dying(pid);
     mp__close(fd);
+}
+
+/* The first part of the handshake wait: check without sleeping, yielding
+ * the CPU between checks, for up to 200 us.  A new child usually
+ * reports within microseconds, often on this very CPU as soon as we yield
+ * it; sleeping in poll instead costs a second sleep/wake-up round trip per
+ * start on top of the one join needs (on a VM an idle exit and an IPI each),
+ * which measured as a quarter of a start+join.  The budget is
+ * mp__process_spin_ns (declared in internal/process.h; 0 disables).  sched_yield() gives the CPU
+ * to whatever else is runnable here, the child first if it queued here, so
+ * the spin only burns time that nobody else wants.  > 0 when some fd is
+ * ready, 0 to go on with a sleeping wait. */
+int mp__process_spin_ns = 200000;
+
+static int handshake_spin(struct pollfd *pf, nfds_t n)
+{
+    mp__deadline now = mp__deadline_from_ms(0);
+    int64_t until = mp__now_ns() + mp__process_spin_ns;
+    for (;;) {
+        int rc = mp__wait_poll(pf, n, &now);
+        if (rc > 0)
+            return rc;
+        if (rc != -EAGAIN && rc != -EINTR)
+            return 0; /* let the sleeping wait report it */
+        if (mp__now_ns() >= until)
+            return 0;
+        sched_yield();
+    }
 }
 
 int mp_process_start(mp_process *p)
@@ -600,10 +628,14 @@ int mp_process_start(mp_process *p)
      * a trap. */
     struct pollfd pf[2] = { { .fd = hs[0], .events = POLLIN },
                             { .fd = fd, .events = POLLIN } };
-    mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
-    do
-        rc = mp__wait_poll(pf, use_pidfd ? 2 : 1, &dl);
-    while (rc == -EINTR);
+    nfds_t npf = use_pidfd ? 2 : 1;
+    rc = handshake_spin(pf, npf);
+    if (rc == 0) {
+        mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
+        do
+            rc = mp__wait_poll(pf, npf, &dl);
+        while (rc == -EINTR);
+    }
     int32_t msg = -ECHILD;
     if (rc < 0) {
         msg = rc; /* poll failed (ENOMEM): give up on this child */

@@ -453,6 +453,37 @@ static void start_reports_child_setup_error(void **state)
     assert_int_equal(mp_test_fd_count(), fds0);
 }
 
+
+/* The handshake's sleeping wait (the path a slow child takes after the
+ * short spin) reports success, setup errors and deaths alike. */
+static void start_handshake_sleeping_wait(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    mp__process_spin_ns = 0;
+    mp_process *p = start_new(ret_arg, (void *)12, NULL);
+    assert_int_equal(join_code(p), 12);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)13, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    MP_ASSERT_ERR(mp_process_start(p), -ECHILD);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 13);
+    mp_process_free(p);
+    for (int i = 0; i < 20; i++) {
+        p = start_new(pause_forever, NULL, NULL);
+        MP_ASSERT_OK(mp_process_terminate(p));
+        assert_int_equal(join_code(p), -SIGTERM);
+        mp_process_free(p);
+    }
+    mp__process_spin_ns = saved;
+    assert_true(no_children());
+}
+
 /* ---- output and exit handlers ----------------------------------------------------------- */
 
 static int print_child(void *arg)
@@ -1334,6 +1365,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(terminate_100_right_after_start),
         cmocka_unit_test(signal_after_reap_is_esrch),
         cmocka_unit_test(start_reports_child_setup_error),
+        cmocka_unit_test(start_handshake_sleeping_wait),
         cmocka_unit_test(no_duplicated_output),
         cmocka_unit_test(atexit_handlers_not_run_in_child),
         cmocka_unit_test(no_fd_leak),
