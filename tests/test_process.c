@@ -484,6 +484,38 @@ static void start_handshake_sleeping_wait(void **state)
     assert_true(no_children());
 }
 
+
+/* mproc reaps only its own children: a raw child of the program that has
+ * exited stays for the program's own waitpid, whatever mproc does
+ * meanwhile (start, join, is_alive, the sweep of freed handles). */
+static void never_reaps_other_children(void **state)
+{
+    (void)state;
+    pid_t raw = mp_test_fork(ret_arg, (void *)21);
+    int rfd = pidfd_of(raw);
+    assert_true(rfd >= 0);
+    assert_true(readable_within(rfd, 10000)); /* it has exited: a zombie */
+    for (int i = 0; i < 5; i++) {
+        gate g;
+        gate_open(&g);
+        mp_process *p = start_new(wait_gate, &g, NULL);
+        mp_process *q = start_new(ret_arg, NULL, NULL);
+        mp_process_free(q); /* left to the sweep of the next start */
+        MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+        assert_true(mp_process_is_alive(p));
+        gate_send(&g, 0);
+        assert_int_equal(join_code(p), 0);
+        mp_process_free(p);
+        gate_close(&g);
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    assert_int_equal(waitid(P_PID, (id_t)raw, &si, WEXITED | WNOHANG), 0);
+    assert_int_equal(si.si_pid, raw);
+    assert_int_equal(si.si_status, 21);
+    close(rfd);
+}
+
 /* ---- output and exit handlers ----------------------------------------------------------- */
 
 static int print_child(void *arg)
@@ -1366,6 +1398,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(signal_after_reap_is_esrch),
         cmocka_unit_test(start_reports_child_setup_error),
         cmocka_unit_test(start_handshake_sleeping_wait),
+        cmocka_unit_test(never_reaps_other_children),
         cmocka_unit_test(no_duplicated_output),
         cmocka_unit_test(atexit_handlers_not_run_in_child),
         cmocka_unit_test(no_fd_leak),
