@@ -260,13 +260,20 @@ static bool reap_locked(mp_process *p)
 
 /* Reaps a child that is known to be exiting (failed start, intermediate
  * child of a detached start): a blocking wait that ends within the child's
- * own exit, so it is not routed through mp__wait_poll.  ECHILD means someone
- * else reaped it. */
-static void reap_dying(pid_t pid)
+ * own exit, so it is not routed through mp__wait_poll.  By its pidfd when
+ * there is one, so that even if someone else reaped it (SIGCHLD ignored)
+ * and its pid was reused by another child, that child is not waited for.
+ * ECHILD means someone else reaped it. */
+static void reap_dying(pid_t pid, int pidfd)
 {
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    siginfo_t si;
+    int rc;
+    do
+        rc = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED)
+                        : waitid(P_PID, (id_t)pid, &si, WEXITED);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno == EINVAL && pidfd >= 0) /* no waitid(P_PIDFD): 5.3 */
+        reap_dying(pid, -1);
 }
 
 /* Frees p if the user freed it, nobody waits on it and it was reaped.
@@ -518,13 +525,14 @@ int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_proce
 static void start_undo(mp_process *p, pid_t pid, int fd)
 {
     lock();
+    bool p_is_pidfd = p->is_pidfd;
     tab_remove(p);
     p->state = ST_NEW;
     p->owner = 0;
     __atomic_store_n(&p->pid, 0, __ATOMIC_RELAXED);
     p->fd = -1;
     unlock();
-    reap_dying(pid);
+    reap_dying(pid, p_is_pidfd ? fd : -1);
     mp__close(fd);
 }
 
@@ -605,9 +613,17 @@ int mp_process_start(mp_process *p)
         if (fd < 0) {
             rc = -errno;
             unlock();
-            kill(pid, SIGKILL);
-            reap_dying(pid);
             mp__close(hs[0]);
+            if (rc == -ESRCH) {
+                /* It died and someone else reaped it (SIGCHLD ignored): its
+                 * pid may already be reused, so it is not touched again. */
+                rc = -ECHILD;
+                goto undo;
+            }
+            /* Out of fds: it is our unreaped child, so its pid is still
+             * its own. */
+            kill(pid, SIGKILL);
+            reap_dying(pid, -1);
             goto undo;
         }
     }
@@ -847,7 +863,7 @@ int mp_process_spawn_detached(pid_t *pid_out, mp_target target, void *arg,
         mp_process_free(p);
         return pid;
     }
-    reap_dying(pid); /* it exits right after its fork */
+    reap_dying(pid, -1); /* it exits right after its fork */
     mp_process_free(p);
 
     /* Only the grandchild holds the write end now (the intermediate child

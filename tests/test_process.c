@@ -1325,6 +1325,16 @@ static void sigchld_ignored_status_lost(void **state)
     MP_ASSERT_ERR(mp_process_kill(p), -ESRCH);
     mp_process_free(p);
     gate_close(&g);
+    /* a failed start, its child reaped by the kernel: still an error, no hang */
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    int rc = mp_process_start(p);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_ERR(rc, -ECHILD);
+    mp_process_free(p);
     assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
 }
 
