@@ -57,6 +57,16 @@
 int mp__process_test_fail_setup;
 int mp__process_test_die_in_setup;
 int mp__process_test_no_pidfd;
+int mp__process_test_late_pidfd;
+
+/* Test hook: wait (bounded, 5 s) until the child is gone entirely, as if
+ * the parent had been descheduled between fork and pidfd_open.  Only
+ * meaningful with SIGCHLD ignored, where the kernel reaps the child. */
+static void test_wait_gone(pid_t pid)
+{
+    for (int i = 0; i < 5000 && kill(pid, 0) == 0; i++)
+        poll(NULL, 0, 1);
+}
 
 /* The life of a handle.  state and every field below it are guarded by
  * tab_lock once the handle has been started.
@@ -564,6 +574,36 @@ static int handshake_spin(struct pollfd *pf, nfds_t n)
     }
 }
 
+/* pidfd_open said ESRCH: the child has exited already and someone else
+ * reaped it (SIGCHLD ignored), all before we could open its pidfd.  Its pid
+ * may be reused now, so it is never named again.  Its report, if it wrote
+ * one, is in the pipe: 0 means the start succeeded and the process has
+ * simply finished (state EXITED, status lost; the pipe, whose write end is
+ * closed, is its sentinel); -errno is its setup error.  Caller holds
+ * tab_lock; it is released. */
+static int start_gone_locked(mp_process *p, pid_t me, pid_t pid, int hs_r)
+{
+    struct pollfd pf = { .fd = hs_r, .events = POLLIN };
+    int32_t msg = -ECHILD;
+    if (poll(&pf, 1, 0) > 0 && read(hs_r, &msg, sizeof msg) != (ssize_t)sizeof msg)
+        msg = -ECHILD;
+    if (msg != 0) {
+        p->state = ST_NEW;
+        unlock();
+        mp__close(hs_r);
+        return msg;
+    }
+    p->owner = me;
+    __atomic_store_n(&p->pid, pid, __ATOMIC_RELAXED);
+    p->fd = hs_r;
+    p->is_pidfd = false;
+    p->status_lost = true;
+    p->state = ST_EXITED;
+    tab_insert(p);
+    unlock();
+    return 0;
+}
+
 int mp_process_start(mp_process *p)
 {
     if (!p)
@@ -609,17 +649,15 @@ int mp_process_start(mp_process *p)
     lock();
     int fd = hs[0];
     if (use_pidfd) {
+        if (MP__UNLIKELY(mp__process_test_late_pidfd))
+            test_wait_gone(pid);
         fd = pidfd_open(pid);
         if (fd < 0) {
             rc = -errno;
+            if (rc == -ESRCH)
+                return start_gone_locked(p, me, pid, hs[0]); /* unlocks */
             unlock();
             mp__close(hs[0]);
-            if (rc == -ESRCH) {
-                /* It died and someone else reaped it (SIGCHLD ignored): its
-                 * pid may already be reused, so it is not touched again. */
-                rc = -ECHILD;
-                goto undo;
-            }
             /* Out of fds: it is our unreaped child, so its pid is still
              * its own. */
             kill(pid, SIGKILL);

@@ -1335,6 +1335,33 @@ static void sigchld_ignored_status_lost(void **state)
     mp__process_test_die_in_setup = 0;
     MP_ASSERT_ERR(rc, -ECHILD);
     mp_process_free(p);
+    /* trivial children may be gone (reaped by the kernel) even before
+     * start has opened their pidfd: start still succeeds */
+    int fds0 = mp_test_fd_count();
+    for (int i = 0; i < 50; i++) {
+        p = start_new(ret_arg, NULL, NULL);
+        MP_ASSERT_OK(mp_process_join(p, 10000));
+        MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+        int fd = mp_process_sentinel(p);
+        MP_ASSERT_OK(fd);
+        assert_true(readable_within(fd, 0));
+        mp_process_free(p);
+    }
+    /* the same, forced: the child is gone before start opens its pidfd */
+    mp__process_test_late_pidfd = 1;
+    p = start_new(ret_arg, NULL, NULL);
+    MP_ASSERT_OK(mp_process_join(p, 0));
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    MP_ASSERT_ERR(mp_process_terminate(p), -ESRCH);
+    assert_true(readable_within(mp_process_sentinel(p), 0));
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EACCES;
+    MP_ASSERT_ERR(mp_process_start(p), -EACCES);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_late_pidfd = 0;
+    mp_process_free(p);
+    assert_int_equal(mp_test_fd_count(), fds0);
     assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
 }
 
