@@ -93,7 +93,8 @@ struct mp_process {
     int fd;          /* pidfd, or (no pidfds) the sentinel pipe's read end; -1 */
     bool is_pidfd;
     bool status_lost; /* someone else reaped it (SIGCHLD ignored, waitpid(-1)) */
-    bool freed;      /* the user freed it while running: the table owns it */
+    bool freed;      /* the user freed it: the table owns it until reaped */
+    bool orphan;     /* freed while running: counted in orphans */
     bool listed;     /* in the table */
     int exitcode;
     int refs;        /* exit-routine waits in progress: keep the memory */
@@ -108,6 +109,7 @@ struct mp_process {
  * across fork() so a child sees a consistent table. */
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_process *tab;
+static unsigned orphans; /* handles freed while running, not yet reaped */
 
 /* Per-process state, reset in each child that mproc starts. */
 static const char *cur_name;  /* NULL: "MainProcess"; else in our own handle */
@@ -196,6 +198,7 @@ static void fork_child(void)
         }
     }
     __atomic_store_n(&tab, NULL, __ATOMIC_RELEASE);
+    orphans = 0;
     mp__close(self_sentinel);
     self_sentinel = -1;
     tab_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
@@ -291,6 +294,8 @@ static void reap_dying(pid_t pid, int pidfd)
 static void maybe_destroy_locked(mp_process *p)
 {
     if (p->freed && p->refs == 0 && p->state == ST_EXITED) {
+        if (p->orphan)
+            orphans--;
         tab_remove(p);
         destroy(p);
     }
@@ -300,6 +305,8 @@ static void maybe_destroy_locked(mp_process *p)
  * so a long-running parent accumulates no zombies.  Caller holds tab_lock. */
 static void sweep_locked(pid_t me)
 {
+    if (orphans == 0)
+        return;
     mp_process *p = tab, *next;
     for (; p; p = next) {
         next = p->next;
@@ -829,10 +836,13 @@ void mp_process_free(mp_process *p)
 {
     if (!p || p->name == cur_name)
         return; /* a child's copy of its own handle holds its name: keep it */
+    pid_t me = getpid();
     lock();
-    if (p->listed && p->owner == getpid() &&
+    if (p->listed && p->owner == me &&
         (p->state == ST_RUNNING || p->state == ST_STARTING) && !reap_locked(p)) {
         p->freed = true; /* the table owns it until it is reaped */
+        p->orphan = true;
+        orphans++;
         unlock();
         return;
     }
@@ -842,6 +852,7 @@ void mp_process_free(mp_process *p)
         return;
     }
     tab_remove(p);
+    sweep_locked(me);
     unlock();
     destroy(p);
 }

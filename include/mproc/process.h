@@ -126,9 +126,10 @@ MP_API int mp_process_sentinel(const mp_process *p);
 
 /** Frees the handle; NULL is ignored.  It never signals the child: a
  *  process that is still running stays tracked by mproc, which reaps it at
- *  the next mp_process_start() after it exits, or joins it (daemon:
- *  terminates it) at this process's exit, so it never stays a zombie.  Must
- *  not race with another call on the same handle. */
+ *  the first mp_process_start() or mp_process_free() after it exits, or
+ *  joins it (daemon: terminates it) at this process's exit, so it never
+ *  stays a zombie for long.  Must not race with another call on the same
+ *  handle. */
 MP_API void mp_process_free(mp_process *p);
 
 /** "MainProcess" in the first process; in a child started by mproc, its own
