@@ -289,6 +289,29 @@ static void reap_dying(pid_t pid, int pidfd)
         reap_dying(pid, -1);
 }
 
+/* Without pidfds only: the sentinel pipe said the child is gone, but it is
+ * not waitable yet.  Usually it is exiting (a process closes its fds just
+ * before it becomes a zombie), so yield a few times, even when the
+ * deadline has passed (so join(p, 0) right after the sentinel fired sees
+ * the exit); but it may also have exec()ed or closed the pipe and run on,
+ * so after that check once a millisecond rather than spin.  0 to check again, or the deadline's code,
+ * or -EINTR. */
+static int gone_wait(const mp__deadline *dl, int round)
+{
+    if (round < 16) { /* even past the deadline: a few microseconds */
+        sched_yield();
+        return mp__signal_check();
+    }
+    if (mp__deadline_expired(dl))
+        return mp__deadline_code(dl);
+    mp__deadline tick = mp__deadline_from_ms(1);
+    if (tick.at_ns > dl->at_ns)
+        tick = *dl;
+    struct pollfd none = { .fd = -1 }; /* poll(2) ignores negative fds */
+    int rc = mp__wait_poll(&none, 1, &tick);
+    return rc == -ETIMEDOUT || rc == -EAGAIN ? 0 : rc < 0 ? rc : 0;
+}
+
 /* Frees p if the user freed it, nobody waits on it and it was reaped.
  * Caller holds tab_lock. */
 static void maybe_destroy_locked(mp_process *p)
@@ -342,6 +365,7 @@ static void signal_all(pid_t me, bool daemons, int sig)
  * all have exited, false at the deadline. */
 static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
 {
+    int gone_rounds = 0;
     for (;;) {
         mp_process *p, *next, *wait_on = NULL;
         lock();
@@ -364,7 +388,7 @@ static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
         struct pollfd pf = { .fd = wait_on->fd, .events = POLLIN };
         bool via_pipe = !wait_on->is_pidfd;
         unlock();
-        int rc = mp__wait_poll(&pf, 1, dl);
+        int rc = gone_rounds > 0 ? gone_wait(dl, gone_rounds) : mp__wait_poll(&pf, 1, dl);
         lock();
         wait_on->refs--;
         bool done = reap_locked(wait_on);
@@ -374,8 +398,8 @@ static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
             return false;
         if (rc < 0 && rc != -EINTR)
             return false; /* poll itself failed (ENOMEM): give up the wait */
-        if (rc > 0 && !done && via_pipe)
-            sched_yield(); /* the pipe closes just before the zombie is waitable */
+        /* the pipe said "gone" but the child is not waitable yet */
+        gone_rounds = !done && via_pipe && (rc > 0 || gone_rounds > 0) ? gone_rounds + 1 : 0;
     }
 }
 
@@ -749,15 +773,16 @@ int mp_process_join(mp_process *p, int timeout_ms)
     unlock();
     if (rc < 0)
         return rc;
+    int gone_rounds = -1; /* >= 0 once the sentinel pipe said "gone" */
     while (!done) {
-        rc = mp__wait_poll(&pf, 1, &dl);
+        rc = gone_rounds < 0 ? mp__wait_poll(&pf, 1, &dl) : gone_wait(&dl, gone_rounds++);
         if (rc < 0)
             return rc;
         lock();
         done = reap_locked(p);
         unlock();
-        if (!done && via_pipe)
-            sched_yield(); /* the pipe closes just before the zombie is waitable */
+        if (!done && via_pipe && gone_rounds < 0)
+            gone_rounds = 0;
     }
     return 0;
 }
