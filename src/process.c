@@ -437,6 +437,13 @@ static int install_exit_locked(pid_t me)
 
 /* ---- the child side ------------------------------------------------------------ */
 
+/* Functions only children call go through pointers bound when the library
+ * is loaded.  A call through the PLT would be bound lazily, and since the
+ * parent never makes it, every child would bind it anew: a symbol lookup
+ * in ld.so and about ten page faults (a child maps each page it touches),
+ * a noticeable part of the cost of a short-lived child. */
+static void (*volatile exit_fn)(int) = _exit;
+
 _Noreturn static void child_exit(int status)
 {
     /* Most children start no children: skip the routine (and the code
@@ -444,7 +451,8 @@ _Noreturn static void child_exit(int status)
     if (__atomic_load_n(&tab, __ATOMIC_ACQUIRE))
         exit_routine();
     fflush(NULL);
-    _exit(status & 0xff);
+    exit_fn(status & 0xff);
+    __builtin_unreachable();
 }
 
 #ifdef __GLIBC__
@@ -459,9 +467,7 @@ static void child_on_exit(int status, void *arg)
         child_exit(status);
 }
 
-/* on_exit is called only in children: through this pointer, bound when the
- * library is loaded, each child skips the lazy PLT binding it would
- * otherwise redo (a symbol lookup and a few page faults per child). */
+/* Called only in children: bound at load time (see exit_fn). */
 static int (*volatile on_exit_fn)(void (*)(int, void *), void *) = on_exit;
 #endif
 
@@ -498,9 +504,8 @@ static int child_setup(const mp_process *p, pid_t parent)
     return 0;
 }
 
-/* The child's report: one 4-byte write, atomic on a pipe.  write() is
- * called through a pointer bound at load time for the same reason as
- * on_exit_fn: the parent never calls it, so each child would bind it. */
+/* The child's report: one 4-byte write, atomic on a pipe (write() is
+ * bound at load time: see exit_fn). */
 static ssize_t (*volatile write_fn)(int, const void *, size_t) = write;
 
 static int child_report(int fd, const void *msg, size_t len)
