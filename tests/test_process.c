@@ -93,6 +93,17 @@ static int pidfd_of(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* Tests that watch processes they did not start through pidfds skip where
+ * pidfd_open is missing (Linux < 5.3, valgrind 3.19); mproc itself falls
+ * back to its sentinel pipe there, as fallback_without_pidfd tests. */
+static void require_pidfd(void)
+{
+    int fd = pidfd_of(getpid());
+    if (fd < 0 && errno == ENOSYS)
+        MP_TEST_SKIP("pidfd_open(2) is not available");
+    close(fd);
+}
+
 /* Polls fd for readability for up to ms; true if readable. */
 static bool readable_within(int fd, int ms)
 {
@@ -351,6 +362,7 @@ static void join_timeout_child_alive(void **state)
 static void is_alive_reaps(void **state)
 {
     (void)state;
+    require_pidfd(); /* the fallback has a window: fallback_without_pidfd */
     gate g;
     gate_open(&g);
     mp_process *p = start_new(wait_gate, &g, NULL);
@@ -451,6 +463,70 @@ static void start_reports_child_setup_error(void **state)
     assert_int_equal(join_code(p), 9);
     mp_process_free(p);
     assert_int_equal(mp_test_fd_count(), fds0);
+}
+
+
+/* The handshake's sleeping wait (the path a slow child takes after the
+ * short spin) reports success, setup errors and deaths alike. */
+static void start_handshake_sleeping_wait(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    mp__process_spin_ns = 0;
+    mp_process *p = start_new(ret_arg, (void *)12, NULL);
+    assert_int_equal(join_code(p), 12);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)13, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    MP_ASSERT_ERR(mp_process_start(p), -ECHILD);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 13);
+    mp_process_free(p);
+    for (int i = 0; i < 20; i++) {
+        p = start_new(pause_forever, NULL, NULL);
+        MP_ASSERT_OK(mp_process_terminate(p));
+        assert_int_equal(join_code(p), -SIGTERM);
+        mp_process_free(p);
+    }
+    mp__process_spin_ns = saved;
+    assert_true(no_children());
+}
+
+
+/* mproc reaps only its own children: a raw child of the program that has
+ * exited stays for the program's own waitpid, whatever mproc does
+ * meanwhile (start, join, is_alive, the sweep of freed handles). */
+static void never_reaps_other_children(void **state)
+{
+    (void)state;
+    require_pidfd();
+    pid_t raw = mp_test_fork(ret_arg, (void *)21);
+    int rfd = pidfd_of(raw);
+    assert_true(rfd >= 0);
+    assert_true(readable_within(rfd, 10000)); /* it has exited: a zombie */
+    for (int i = 0; i < 5; i++) {
+        gate g;
+        gate_open(&g);
+        mp_process *p = start_new(wait_gate, &g, NULL);
+        mp_process *q = start_new(ret_arg, NULL, NULL);
+        mp_process_free(q); /* left to the sweep of the next start */
+        MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+        assert_true(mp_process_is_alive(p));
+        gate_send(&g, 0);
+        assert_int_equal(join_code(p), 0);
+        mp_process_free(p);
+        gate_close(&g);
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    assert_int_equal(waitid(P_PID, (id_t)raw, &si, WEXITED | WNOHANG), 0);
+    assert_int_equal(si.si_pid, raw);
+    assert_int_equal(si.si_status, 21);
+    close(rfd);
 }
 
 /* ---- output and exit handlers ----------------------------------------------------------- */
@@ -584,6 +660,7 @@ static int count_children(void)
 static void no_fd_leak(void **state)
 {
     (void)state;
+    require_pidfd();
     int fds0 = mp_test_fd_count();
     for (int i = 0; i < 50; i++) {
         mp_process *p = start_new(ret_arg, (void *)(intptr_t)(i & 0x7f), NULL);
@@ -829,6 +906,7 @@ static int pidfd_or_gone(pid_t pid)
  * that child does), and its exit status is its own. */
 static void check_exit_joins(bool raw, bool use_exit, bool free_first)
 {
+    require_pidfd();
     exit_arg e = { .use_exit = use_exit, .free_first = free_first };
     gate_open(&e.go);
     mp_test_pipe(e.report);
@@ -987,6 +1065,7 @@ static int daemon_starter(void *arg)
 static void daemon_grandchild_dies_with_killed_parent(void **state)
 {
     (void)state;
+    require_pidfd();
     exit_arg e = { 0 };
     mp_test_pipe(e.report);
     mp_test_pipe(e.ready);
@@ -1098,6 +1177,7 @@ static int detached_target(void *arg)
 static void detached_start_leaves_no_zombie(void **state)
 {
     (void)state;
+    require_pidfd();
     int fds0 = mp_test_fd_count();
     detached_arg d;
     gate_open(&d.go);
@@ -1187,6 +1267,13 @@ static void threads_start_and_join(void **state)
 
 /* ---- the fallback without pidfds ------------------------------------------------------------ */
 
+static int exec_sleep(void *arg)
+{
+    (void)arg;
+    execl("/bin/sleep", "sleep", "20", (char *)NULL);
+    return 127;
+}
+
 /* Everything above also holds on kernels without pidfds (the sentinel pipe). */
 static void fallback_without_pidfd(void **state)
 {
@@ -1227,6 +1314,19 @@ static void fallback_without_pidfd(void **state)
     assert_int_equal(join_code(p), 0);
     mp_process_free(p);
 
+    /* exec closes the sentinel's write end (close-on-exec) while the child
+     * runs on: join then waits for it without spinning, by the clock */
+    if (access("/bin/sleep", X_OK) == 0) {
+        p = start_new(exec_sleep, NULL, &(mp_process_opts){ .daemon = true });
+        int64_t t0 = mp_test_now_ms();
+        MP_ASSERT_ERR(mp_process_join(p, 200), -ETIMEDOUT);
+        assert_true(mp_test_now_ms() - t0 >= 200);
+        assert_true(mp_process_is_alive(p));
+        MP_ASSERT_OK(mp_process_kill(p));
+        assert_int_equal(join_code(p), -SIGKILL);
+        mp_process_free(p);
+    }
+
     mp__process_test_fail_setup = EACCES;
     MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
     MP_ASSERT_ERR(mp_process_start(p), -EACCES);
@@ -1262,6 +1362,49 @@ static void sigchld_ignored_status_lost(void **state)
     MP_ASSERT_ERR(mp_process_kill(p), -ESRCH);
     mp_process_free(p);
     gate_close(&g);
+    /* a failed start, its child reaped by the kernel: still an error, no hang */
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    int rc = mp_process_start(p);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_ERR(rc, -ECHILD);
+    mp_process_free(p);
+    /* trivial children may be gone (reaped by the kernel) even before
+     * start has opened their pidfd: start still succeeds */
+    int fds0 = mp_test_fd_count();
+    for (int i = 0; i < 50; i++) {
+        p = start_new(ret_arg, NULL, NULL);
+        MP_ASSERT_OK(mp_process_join(p, 10000));
+        MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+        int fd = mp_process_sentinel(p);
+        MP_ASSERT_OK(fd);
+        assert_true(readable_within(fd, 0));
+        mp_process_free(p);
+    }
+    /* the same, forced: the child is gone before start opens its pidfd */
+    int probe = pidfd_of(getpid());
+    if (probe < 0) { /* no pidfds here: that path does not exist */
+        assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+        return;
+    }
+    close(probe);
+    mp__process_test_late_pidfd = 1;
+    p = start_new(ret_arg, NULL, NULL);
+    MP_ASSERT_OK(mp_process_join(p, 0));
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    MP_ASSERT_ERR(mp_process_terminate(p), -ESRCH);
+    assert_true(readable_within(mp_process_sentinel(p), 0));
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EACCES;
+    MP_ASSERT_ERR(mp_process_start(p), -EACCES);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_late_pidfd = 0;
+    mp_process_free(p);
+    assert_int_equal(mp_test_fd_count(), fds0);
     assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
 }
 
@@ -1318,42 +1461,42 @@ static void start_in_other_process_is_einval(void **state)
     mp_process_free(parents_handle);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(names_default_and_custom),
-        cmocka_unit_test(current_name_in_child),
-        cmocka_unit_test(nested_processes),
-        cmocka_unit_test(bad_input),
-        cmocka_unit_test(exitcode_from_return),
-        cmocka_unit_test(exitcode_from_exit),
-        cmocka_unit_test(exitcode_from_signal),
-        cmocka_unit_test(join_timeout_child_alive),
-        cmocka_unit_test(is_alive_reaps),
-        cmocka_unit_test(sentinel_polls_readable_at_exit),
-        cmocka_unit_test(terminate_100_right_after_start),
-        cmocka_unit_test(signal_after_reap_is_esrch),
-        cmocka_unit_test(start_reports_child_setup_error),
-        cmocka_unit_test(no_duplicated_output),
-        cmocka_unit_test(atexit_handlers_not_run_in_child),
-        cmocka_unit_test(no_fd_leak),
-        cmocka_unit_test(child_cannot_touch_siblings),
-        cmocka_unit_test(child_inherits_no_sibling_fds),
-        cmocka_unit_test(join_runs_handlers_and_eintr),
-        cmocka_unit_test(exit_of_main_joins_and_terminates),
-        cmocka_unit_test(child_return_joins_and_terminates),
-        cmocka_unit_test(child_exit_joins_and_terminates),
-        cmocka_unit_test(exit_handles_freed_children),
-        cmocka_unit_test(exit_kills_daemon_ignoring_sigterm),
-        cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
-        cmocka_unit_test(daemon_joins_normally),
-        cmocka_unit_test(daemons_never_outlive_killed_parent),
-        cmocka_unit_test(detached_start_leaves_no_zombie),
-        cmocka_unit_test(threads_start_and_join),
-        cmocka_unit_test(fallback_without_pidfd),
-        cmocka_unit_test(sigchld_ignored_status_lost),
-        cmocka_unit_test(start_without_fds_is_emfile),
-        cmocka_unit_test(start_in_other_process_is_einval),
-    };
-    return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(names_default_and_custom),
+    cmocka_unit_test(current_name_in_child),
+    cmocka_unit_test(nested_processes),
+    cmocka_unit_test(bad_input),
+    cmocka_unit_test(exitcode_from_return),
+    cmocka_unit_test(exitcode_from_exit),
+    cmocka_unit_test(exitcode_from_signal),
+    cmocka_unit_test(join_timeout_child_alive),
+    cmocka_unit_test(is_alive_reaps),
+    cmocka_unit_test(sentinel_polls_readable_at_exit),
+    cmocka_unit_test(terminate_100_right_after_start),
+    cmocka_unit_test(signal_after_reap_is_esrch),
+    cmocka_unit_test(start_reports_child_setup_error),
+    cmocka_unit_test(start_handshake_sleeping_wait),
+    cmocka_unit_test(never_reaps_other_children),
+    cmocka_unit_test(no_duplicated_output),
+    cmocka_unit_test(atexit_handlers_not_run_in_child),
+    cmocka_unit_test(no_fd_leak),
+    cmocka_unit_test(child_cannot_touch_siblings),
+    cmocka_unit_test(child_inherits_no_sibling_fds),
+    cmocka_unit_test(join_runs_handlers_and_eintr),
+    cmocka_unit_test(exit_of_main_joins_and_terminates),
+    cmocka_unit_test(child_return_joins_and_terminates),
+    cmocka_unit_test(child_exit_joins_and_terminates),
+    cmocka_unit_test(exit_handles_freed_children),
+    cmocka_unit_test(exit_kills_daemon_ignoring_sigterm),
+    cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
+    cmocka_unit_test(daemon_joins_normally),
+    cmocka_unit_test(daemons_never_outlive_killed_parent),
+    cmocka_unit_test(detached_start_leaves_no_zombie),
+    cmocka_unit_test(threads_start_and_join),
+    cmocka_unit_test(fallback_without_pidfd),
+    cmocka_unit_test(sigchld_ignored_status_lost),
+    cmocka_unit_test(start_without_fds_is_emfile),
+    cmocka_unit_test(start_in_other_process_is_einval),
+};
+
+MP_TEST_MAIN(tests)
