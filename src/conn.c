@@ -402,7 +402,7 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
         if (k < 0)
             return k;
     }
-    if (!fd_out && want < CHUNK_MAX && !c->spare) {
+    if ((fd_out || want < CHUNK_MAX) && !c->spare) {
         c->spare = malloc(CHUNK_MAX);
         if (!c->spare)
             return -ENOMEM;
@@ -411,13 +411,10 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
         struct chunk h;
         struct iovec iov[3] = { { &h, sizeof h } };
         int niov = 1;
-        if (!fd_out) {
+        if (want > 0)
             iov[niov++] = (struct iovec){ dst, want };
-            if (want < CHUNK_MAX)
-                iov[niov++] = (struct iovec){ c->spare, CHUNK_MAX - want };
-        } else {
-            iov[niov++] = (struct iovec){ c->pkt, sizeof c->pkt };
-        }
+        if (want < CHUNK_MAX) /* room for a datagram that is not ours */
+            iov[niov++] = (struct iovec){ c->spare, CHUNK_MAX - want };
         union {
             struct cmsghdr align;
             char buf[CMSG_SPACE(4 * sizeof(int))];
@@ -462,7 +459,7 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
             continue;
         }
         size_t datalen = (size_t)n - sizeof h;
-        int k = classify(&h, datalen, id, off, fd_out ? 0 : want, fd_out != NULL, fd >= 0, &keep);
+        int k = classify(&h, datalen, id, off, want, fd_out != NULL, fd >= 0, &keep);
         if (k == 1) {
             if (fd_out)
                 *fd_out = fd;
@@ -477,9 +474,9 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
             struct stash *s = &c->stash;
             s->data = malloc(datalen ? datalen : 1);
             if (s->data) {
-                const char *src = fd_out ? c->pkt : dst;
-                size_t first = fd_out ? datalen : datalen < want ? datalen : want;
-                memcpy(s->data, src, first);
+                size_t first = datalen < want ? datalen : want;
+                if (first)
+                    memcpy(s->data, dst, first);
                 if (datalen > first)
                     memcpy(s->data + first, c->spare, datalen - first);
                 s->have = true;

@@ -383,6 +383,13 @@ static void recv_timeouts(void **state)
 static void partial_message_resumes(void **state)
 {
     (void)state;
+    /* Both on one CPU: the sender cannot refill the socket while we read,
+     * so 24 MiB (more than any socket buffer) takes several calls. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0)
+        MP_TEST_SKIP("cannot pin to CPU 0");
     size_t big = 24 * (size_t)MIB;
     peer p = { .tag = 9, .len = big };
     MP_ASSERT_OK(mp_pipe(&p.a, &p.b, true));
@@ -412,7 +419,7 @@ static void partial_message_resumes(void **state)
     MP_ASSERT_OK(rc);
     assert_int_equal(len, big);
     assert_true(check_msg(buf, len, NULL, NULL));
-    print_message("delivered after %d would-block calls\n", calls);
+    assert_true(calls >= 2);
     free(buf);
     reap_ok(pid);
     mp_conn_close(p.a);
