@@ -10,7 +10,7 @@
  *   INLINE  frame + payload in the same packet (payload <= INLINE_MAX bytes).
  *           One writev, one read: the latency path.  Atomic, so several
  *           senders never interleave and a killed sender never tears one.
- *   BULK    frame only; the payload follows on the socket as datagrams
+ *   BULK    frame only; the payload travels on the socket as datagrams
  *           ("chunks") of at most CHUNK_MAX bytes, each headed by the
  *           message's id and the chunk's offset.  Unix SEQPACKET datagrams
  *           are atomic too, and the socket moves bulk data about twice as
@@ -18,11 +18,17 @@
  *   FD      frame only; one chunk carries the descriptor (SCM_RIGHTS).
  *
  * The pipe orders everything: a receiver reads a frame, then (for BULK and
- * FD) the chunks with that frame's id.  Ids come from a per-direction counter
+ * FD) the chunks with that frame's id.  The sender writes the frame as late
+ * as it can: after the last chunk when the payload fits in the socket, so
+ * that a frame the receiver polls means a message it can take without
+ * waiting; or, for a payload the socket cannot hold, just before the first
+ * chunk that would block, so that the receiver can start draining it (a
+ * sender never blocks on the socket before its frame is out: no deadlock).  Ids come from a per-direction counter
  * in a small shared page, taken under the direction's send lock, so they
  * grow in stream order.  That makes a torn message (its sender killed after
  * the frame, before the last chunk) detectable without any further shared
- * state: the receiver meets a chunk with a larger id (the next message has
+ * state (chunks of a sender killed before its frame are orphans that the
+ * receiver skips as stale): the receiver meets a chunk with a larger id (the next message has
  * started: it keeps that chunk, reports -EBADMSG and goes on), a chunk with a
  * smaller id (left over from a message dropped earlier: skipped), an ABORT
  * chunk (the sender gave up: -EBADMSG), or the socket's end of file (every
@@ -313,9 +319,10 @@ static int read_frame(mp_conn *c, const mp__deadline *dl)
 /* ---- socket chunks ------------------------------------------------------------ */
 
 /* Sends one datagram (header + len bytes of data, or the descriptor fd).
- * 0, -EPIPE, -EINTR or -errno.  Never times out. */
+ * 0, -EPIPE, -EINTR or -errno; with nowait, -EAGAIN instead of waiting for
+ * room.  Never times out. */
 static int chunk_send(mp_conn *c, uint32_t type, uint64_t id, uint64_t off, const void *data,
-                      size_t len, int fd)
+                      size_t len, int fd, bool nowait)
 {
     struct chunk h = { .magic = CHUNK_MAGIC, .type = type, .id = id, .off = off };
     struct iovec iov[2] = { { &h, sizeof h }, { (void *)data, len } };
@@ -336,7 +343,7 @@ static int chunk_send(mp_conn *c, uint32_t type, uint64_t id, uint64_t off, cons
     }
     mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
     for (;;) {
-        bool block = may_block(&dl);
+        bool block = !nowait && may_block(&dl);
         ssize_t n = sendmsg(c->sfd, &m, MSG_NOSIGNAL | (block ? 0 : MSG_DONTWAIT));
         if (n >= 0)
             return 0; /* a datagram goes whole or not at all */
@@ -346,7 +353,7 @@ static int chunk_send(mp_conn *c, uint32_t type, uint64_t id, uint64_t off, cons
                 return rc;
             continue;
         }
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN || nowait)
             return rc;
         if ((rc = wait_fd(c->sfd, POLLOUT, &dl)) < 0)
             return rc;
@@ -645,23 +652,34 @@ static int send_item(mp_conn *c, uint32_t kind, const char *msg, size_t len, int
         return rc;
     uint64_t id = __atomic_fetch_add(&c->sdir->next_id, 1, __ATOMIC_RELAXED);
     struct frame f = make_frame(kind, len, id);
-    rc = pipe_send(c, &(struct iovec){ &f, sizeof f }, 1, sizeof f);
-    if (rc == 0) {
-        if (kind == K_FD) {
-            rc = chunk_send(c, CH_FD, id, 0, NULL, 0, fd);
-        } else {
-            for (size_t off = 0; off < len && rc == 0; off += CHUNK_MAX) {
-                size_t n = len - off < CHUNK_MAX ? len - off : CHUNK_MAX;
-                rc = chunk_send(c, CH_DATA, id, off, msg + off, n, -1);
-            }
+    struct iovec fv = { &f, sizeof f };
+    /* The frame goes as late as possible: after the last chunk when the
+     * whole payload fits in the socket (then a receiver that polls the
+     * frame never waits for the rest), or just before the first chunk that
+     * would block (then the receiver can make room: never a deadlock). */
+    bool framed = false;
+    size_t off = 0;
+    do {
+        size_t n = len - off < CHUNK_MAX ? len - off : CHUNK_MAX;
+        rc = kind == K_FD ? chunk_send(c, CH_FD, id, 0, NULL, 0, fd, !framed)
+                          : chunk_send(c, CH_DATA, id, off, msg + off, n, -1, !framed);
+        if (rc == -EAGAIN && !framed) {
+            if ((rc = pipe_send(c, &fv, 1, sizeof f)) < 0)
+                break;
+            framed = true;
+            continue; /* the same chunk again, now allowed to wait */
         }
-        if (rc < 0 && rc != -EPIPE) {
-            /* Interrupted or failed half-way (-EINTR, -EFAULT, ...): tell
-             * the receiver now rather than leave it waiting for the rest.
-             * If even that cannot go, it finds out from the next item. */
-            struct chunk h = { .magic = CHUNK_MAGIC, .type = CH_ABORT, .id = id };
-            (void)send(c->sfd, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
+        off += n;
+    } while (rc == 0 && off < len);
+    if (rc == 0 && !framed)
+        rc = pipe_send(c, &fv, 1, sizeof f);
+    else if (rc < 0 && rc != -EPIPE && framed) {
+        /* Interrupted or failed half-way (-EINTR, -EFAULT, ...) after the
+         * frame: tell the receiver now rather than leave it waiting for the
+         * rest.  If even that cannot go, it finds out from the next item.
+         * Without a frame the chunks sent are orphans the receiver skips. */
+        struct chunk h = { .magic = CHUNK_MAGIC, .type = CH_ABORT, .id = id };
+        (void)send(c->sfd, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     send_unlock(c);
     return rc;

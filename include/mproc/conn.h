@@ -63,10 +63,12 @@ MP_API int mp_conn_send(mp_conn *c, const void *msg, size_t len);
  *  -ECONNRESET if the peer's end was closed in the middle of a message;
  *  -EPROTO if the next item is a file descriptor (use mp_conn_recv_fd) or
  *  the stream is corrupted; -EBADF on a send-only end; -EINVAL on NULL.
- *  The contents of buf are unspecified after an error.  A call that expires
- *  or is interrupted after part of a large message arrived keeps that part
- *  in the handle (allocated there) and the next call resumes it.  Never
- *  allocates memory that the caller must free. */
+ *  The contents of buf are unspecified after an error.  The timeout bounds
+ *  the time spent waiting for data, not copying it: a message that keeps
+ *  streaming in is received to its end.  A call that expires or is
+ *  interrupted after part of a large message arrived keeps that part in the
+ *  handle (allocated there) and the next call resumes it.  Never allocates
+ *  memory that the caller must free. */
 MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms);
 
 /** As mp_conn_recv, but allocates the message: on 0, *msg is a malloc()ed
@@ -75,11 +77,12 @@ MP_API int mp_conn_recv(mp_conn *c, void *buf, size_t cap, size_t *len, int time
  *  and nothing is allocated.  -ENOMEM keeps the message. */
 MP_API int mp_conn_recv_alloc(mp_conn *c, void **msg, size_t *len, int timeout_ms);
 
-/** Waits until mp_conn_recv would find a message (or MP_EOF) without
- *  waiting for one to start.  Returns 1 when ready, 0 when the timeout
- *  expired (timeout 0 = check only), -EINTR, -EBADF on a send-only end.
- *  Never consumes anything.  A large message may still be arriving when it
- *  returns 1; the receive then waits for its rest. */
+/** Waits until a message (or MP_EOF) is ready: mp_conn_recv will not block.
+ *  Returns 1 when ready, 0 when the timeout expired (timeout 0 = check
+ *  only), -EINTR, -EBADF on a send-only end.  Never consumes anything.
+ *  One exception: a message larger than the socket could hold when it was
+ *  sent (MiBs) is announced once it starts, and a receive then waits for its
+ *  rest as it streams in. */
 MP_API int mp_conn_poll(mp_conn *c, int timeout_ms);
 
 /** Sends a duplicate of the open file descriptor fd (SCM_RIGHTS), ordered
