@@ -146,6 +146,8 @@ struct mp_conn {
     int sfd;        /* this end's socket: chunks in both directions */
     bool duplex;
     bool nowait;     /* RWF_NOWAIT works on the pipes (else they are O_NONBLOCK) */
+    size_t chunk;    /* payload bytes per datagram sent: CHUNK_MAX, or less
+                        if the socket's send buffer is small */
     struct conn_dir *sdir; /* the direction this end sends in (NULL: none) */
     struct shared_ref *sh;
 
@@ -552,7 +554,7 @@ static void send_unlock(mp_conn *c)
 
 /* ---- public API ------------------------------------------------------------------- */
 
-static mp_conn *conn_new(struct shared_ref *sh, bool duplex, bool nowait)
+static mp_conn *conn_new(struct shared_ref *sh, bool duplex, bool nowait, size_t chunk)
 {
     mp_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -561,6 +563,7 @@ static mp_conn *conn_new(struct shared_ref *sh, bool duplex, bool nowait)
     c->rfd = c->wfd = c->sfd = -1;
     c->duplex = duplex;
     c->nowait = nowait;
+    c->chunk = chunk;
     c->sh = sh;
     c->stash.fd = -1;
     return c;
@@ -598,6 +601,14 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         (void)setsockopt(s[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
         (void)setsockopt(s[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     }
+    /* A datagram must fit the send buffer whole; keep a chunk to a quarter
+     * of it where an administrator made it small. */
+    int sndbuf = 0;
+    socklen_t optlen = sizeof sndbuf;
+    size_t chunk = CHUNK_MAX;
+    if (getsockopt(s[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, &optlen) == 0 &&
+        (size_t)sndbuf / 4 < chunk)
+        chunk = (size_t)sndbuf / 4 < 1024 ? 1024 : (size_t)sndbuf / 4;
     /* Probe RWF_NOWAIT on an empty pipe: EAGAIN means supported. */
     char probe;
     bool nowait = preadv2(p1[0], &(struct iovec){ &probe, 1 }, 1, -1, RWF_NOWAIT) < 0 &&
@@ -613,8 +624,8 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
     rc = -ENOMEM;
     if (!(sh = shared_new()))
         goto fail;
-    ca = conn_new(sh, duplex, nowait);
-    cb = conn_new(sh, duplex, nowait);
+    ca = conn_new(sh, duplex, nowait, chunk);
+    cb = conn_new(sh, duplex, nowait, chunk);
     if (!ca || !cb)
         goto fail;
     ca->rfd = p1[0];
@@ -660,7 +671,7 @@ static int send_item(mp_conn *c, uint32_t kind, const char *msg, size_t len, int
     bool framed = false;
     size_t off = 0;
     do {
-        size_t n = len - off < CHUNK_MAX ? len - off : CHUNK_MAX;
+        size_t n = len - off < c->chunk ? len - off : c->chunk;
         rc = kind == K_FD ? chunk_send(c, CH_FD, id, 0, NULL, 0, fd, !framed)
                           : chunk_send(c, CH_DATA, id, off, msg + off, n, -1, !framed);
         if (rc == -EAGAIN && !framed) {
