@@ -87,7 +87,7 @@ enum { CH_DATA = 0, CH_FD = 1, CH_ABORT = 2 };
 #define INLINE_MAX (PKT_MAX - sizeof(struct frame)) /* 4064 bytes */
 #define CHUNK_MAX  (64 * 1024)                    /* payload per datagram */
 #define SOCK_BUF   (4 * 1024 * 1024)              /* SO_SNDBUF asked for */
-#define PIPE_SIZE  (1024 * 1024)                  /* F_SETPIPE_SZ asked for */
+#define PIPE_SIZE  (256 * 1024)                   /* F_SETPIPE_SZ: 64 packets */
 
 /* The packet that starts every message.  check = frame_check(...) catches
  * anything that is not a frame written by this code. */
@@ -573,8 +573,10 @@ static int make_pipe(int fds[2])
 {
     if (pipe2(fds, O_CLOEXEC | O_DIRECT) != 0)
         return -errno;
-    /* More packet slots than the default 16; refused above the user's
-     * pipe-size quota, which only costs throughput. */
+    /* More packet slots than the default 16 (a packet takes a slot
+     * whatever its size).  Modest, because the size counts against the
+     * user's pipe quota (fs.pipe-user-pages-soft) at once; refused beyond
+     * it, which only costs throughput. */
     (void)fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
     return 0;
 }
