@@ -28,11 +28,14 @@
  * grow in stream order.  That makes a torn message (its sender killed after
  * the frame, before the last chunk) detectable without any further shared
  * state (chunks of a sender killed before its frame are orphans that the
- * receiver skips as stale): the receiver meets a chunk with a larger id (the next message has
+ * receiver skips as stale), and a receiver waiting for the rest of an item
+ * notices that no live thread holds the send lock any more (the robust
+ * lock's owner field is cleared by the kernel when its owner dies): the receiver meets a chunk with a larger id (the next message has
  * started: it keeps that chunk, reports -EBADMSG and goes on), a chunk with a
  * smaller id (left over from a message dropped earlier: skipped), an ABORT
- * chunk (the sender gave up: -EBADMSG), or the socket's end of file (every
- * copy of the peer end is closed: -ECONNRESET).  A payload is never delivered
+ * chunk (the sender gave up: -EBADMSG), a send lock without a live owner and
+ * nothing more queued (-EBADMSG), or the socket's end of file (every copy of
+ * the peer end is closed: -ECONNRESET).  A payload is never delivered
  * unless every byte of it came in chunks of its own id at the right offsets.
  *
  * Why not one stream: a byte stream cannot be resynchronised after a sender
@@ -52,8 +55,10 @@
  * through mp__wait_poll.  One exception keeps the latency path at one system
  * call: when the wait has no deadline and no mproc signal handler is
  * installed (mp__sig_fd < 0 and mp__sig_run NULL), there is nothing
- * mp__wait_poll could run, so the call blocks in read/recvmsg itself, and an
- * EINTR there falls back to the checked path.
+ * mp__wait_poll could run, so the call blocks in read/write/sendmsg itself,
+ * and an EINTR there falls back to the checked path.  Receiving chunks never
+ * blocks in the system call: that wait looks at the sender every
+ * ALIVE_CHECK_MS.
  *
  * Receive state is per handle: a frame read from the pipe but not yet
  * delivered (after -EMSGSIZE, or a timeout in the middle of a large
@@ -122,6 +127,7 @@ struct conn_dir {
 
 struct conn_shared {
     struct conn_dir dir[2];
+    uint32_t robust; /* 1 if mp_lock works here (see sender_alive), else 0 */
 };
 
 /* The page's process-local owner: both handles of a pair live in the same
@@ -149,6 +155,7 @@ struct mp_conn {
     size_t chunk;    /* payload bytes per datagram sent: CHUNK_MAX, or less
                         if the socket's send buffer is small */
     struct conn_dir *sdir; /* the direction this end sends in (NULL: none) */
+    struct conn_dir *rdir; /* the direction it receives in (NULL: none) */
     struct shared_ref *sh;
 
     /* receive state (per process, see the header comment) */
@@ -384,6 +391,23 @@ static int classify(const struct chunk *h, size_t datalen, uint64_t id, uint64_t
     return -EBADMSG; /* our id, but not what was due: the item is broken */
 }
 
+/* Whether a live thread holds the send lock of the direction c receives in,
+ * i.e. may still be sending the item c waits for.  The lock word's low 30
+ * bits are its owner's thread id; the kernel clears them (and sets
+ * OWNER_DIED) when the owner dies holding it (mproc/sync.h).  Without
+ * robust locks there is no telling: assume alive. */
+static bool sender_alive(const mp_conn *c)
+{
+    if (!c->sh->page->robust)
+        return true;
+    uint32_t st = __atomic_load_n(&c->rdir->lock.state, __ATOMIC_ACQUIRE);
+    return (st & 0x3fffffffu) != 0;
+}
+
+/* While a receive waits for the rest of an item, it looks this often whether
+ * its sender is still there. */
+#define ALIVE_CHECK_MS 100
+
 /* Receives the next chunk of item id at offset off: its data into dst (at
  * most want bytes) or, for an FD item (fd_out != NULL), its descriptor.
  * Returns the data length (0 for an FD item), -EBADMSG (the item is lost),
@@ -416,6 +440,7 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
         if (!c->spare)
             return -ENOMEM;
     }
+    bool last_try = false;
     for (;;) {
         struct chunk h;
         struct iovec iov[3] = { { &h, sizeof h } };
@@ -430,8 +455,9 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
         } ctl;
         struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)niov,
                             .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-        bool block = may_block(dl);
-        ssize_t n = recvmsg(c->sfd, &m, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+        /* Never blocking inside recvmsg: a wait must look at the sender
+         * now and then (below). */
+        ssize_t n = recvmsg(c->sfd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0) {
             int rc = -errno;
             if (rc == -EINTR) {
@@ -441,10 +467,25 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
             }
             if (rc != -EAGAIN)
                 return rc;
-            if ((rc = wait_fd(c->sfd, POLLIN, dl)) < 0)
+            if (last_try)
+                return -EBADMSG; /* no sender, and nothing left of the item */
+            /* Wait in slices: a sender killed half-way through the item
+             * (the end kept open by other processes) sends no more and
+             * closes nothing, but leaves the send lock without a live
+             * owner.  Once it has none, every chunk sent under it is
+             * already queued: one last look, then the item is torn. */
+            mp__deadline slice = mp__deadline_from_ms(ALIVE_CHECK_MS);
+            bool sliced = !dl->nowait && slice.at_ns < dl->at_ns;
+            rc = wait_fd(c->sfd, POLLIN, sliced ? &slice : dl);
+            if (rc == -ETIMEDOUT && sliced) {
+                last_try = !sender_alive(c);
+                continue;
+            }
+            if (rc < 0)
                 return rc;
             continue;
         }
+        last_try = false;
         if (n == 0)
             return -ECONNRESET;
         /* Collect any descriptor first, so that none leaks whatever the
@@ -517,9 +558,12 @@ static struct shared_ref *shared_new(void)
     }
     r->page = p;
     r->refs = 2;
+    r->page->robust = 1;
     for (int i = 0; i < 2; i++) {
         int rc = mp_lock_init(&r->page->dir[i].lock);
-        if (rc < 0 && rc != -ENOTSUP)
+        if (rc == -ENOTSUP)
+            r->page->robust = 0;
+        else if (rc < 0)
             mp__panic("mp_lock_init: %d", rc);
         r->page->dir[i].next_id = 1;
     }
@@ -632,6 +676,7 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         goto fail;
     ca->rfd = p1[0];
     ca->sfd = s[0];
+    ca->rdir = &sh->page->dir[1];
     cb->wfd = p1[1];
     cb->sfd = s[1];
     cb->sdir = &sh->page->dir[1];
@@ -639,6 +684,7 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         ca->wfd = p2[1];
         ca->sdir = &sh->page->dir[0];
         cb->rfd = p2[0];
+        cb->rdir = &sh->page->dir[0];
     }
     *a = ca;
     *b = cb;

@@ -549,6 +549,45 @@ static void killed_sender_is_reported(void **state)
     mp_conn_close(p.a);
 }
 
+/* The same with the sending end still open elsewhere (here: in the
+ * receiver's own process, as in the seed's pattern where nobody closes
+ * anything): no end of file can come, yet the receiver does not wait for
+ * the rest forever: it sees the dead sender and reports -EBADMSG, and the
+ * connection goes on. */
+static void killed_sender_end_still_open(void **state)
+{
+    (void)state;
+    peer p = { .tag = 2, .len = 100 * (size_t)MIB };
+    MP_ASSERT_OK(mp_pipe(&p.a, &p.b, false));
+    pid_t pid = mp_test_fork(child_send_one, &p);
+    assert_int_equal(mp_conn_poll(p.a, 10000), 1);
+    stop_child(pid);
+    char *buf = malloc(p.len);
+    assert_non_null(buf);
+    size_t len = 0;
+    /* a stopped sender is alive: the receive waits out its timeout */
+    int64_t t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_conn_recv(p.a, buf, p.len, &len, 300), -ETIMEDOUT);
+    assert_true(mp_test_now_ms() - t0 >= 300);
+    kill(pid, SIGKILL);
+    int st = mp_test_waitpid(pid, 10000);
+    assert_true(WIFSIGNALED(st));
+    t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_conn_recv(p.a, buf, p.len, &len, MP_FOREVER), -EBADMSG);
+    assert_true(mp_test_now_ms() - t0 < 5000);
+    MP_ASSERT_ERR(mp_conn_recv(p.a, buf, p.len, &len, 0), -EAGAIN);
+    /* the lock the dead sender held is usable: a large message goes */
+    char *m = make_msg(3, 3, 300000);
+    MP_ASSERT_OK(mp_conn_send(p.b, m, 300000));
+    MP_ASSERT_OK(mp_conn_recv(p.a, buf, p.len, &len, 10000));
+    assert_int_equal(len, 300000);
+    assert_true(check_msg(buf, len, NULL, NULL));
+    free(m);
+    free(buf);
+    mp_conn_close(p.a);
+    mp_conn_close(p.b);
+}
+
 /* Senders killed at random points inside a stream of mixed messages, the
  * end kept open by other processes: every message reported as success is
  * intact and in order per sender; the torn one is -EBADMSG; the stream then
@@ -982,6 +1021,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(eof_after_drain),
     cmocka_unit_test(epipe_without_sigpipe),
     cmocka_unit_test(killed_sender_is_reported),
+    cmocka_unit_test(killed_sender_end_still_open),
     cmocka_unit_test(killed_senders_torture),
     cmocka_unit_test(senders_never_interleave),
     cmocka_unit_test(fd_passing),

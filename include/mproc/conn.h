@@ -59,7 +59,8 @@ MP_API int mp_conn_send(mp_conn *c, const void *msg, size_t len);
  *  message was read; -EAGAIN (timeout 0) or -ETIMEDOUT; -EINTR;
  *  -EMSGSIZE if cap is too small: the message is kept and *len says its
  *  size; -EBADMSG if the message was torn (its sender died while sending it:
- *  the message is dropped, the next call goes on with the next one);
+ *  the message is dropped, the next call goes on with the next one; noticed
+ *  within ~100 ms even while other processes keep the sending end open);
  *  -ECONNRESET if the peer's end was closed in the middle of a message;
  *  -EPROTO if the next item is a file descriptor (use mp_conn_recv_fd) or
  *  the stream is corrupted; -EBADF on a send-only end; -EINVAL on NULL.
