@@ -657,6 +657,76 @@ static void killed_senders_torture(void **state)
     mp_conn_close(b);
 }
 
+/* A sender whose handler asks to interrupt while it waits half-way through
+ * a large message gets -EINTR; the receiver gets -EBADMSG for that message
+ * (an ABORT chunk, or the released lock), and the next message is whole. */
+static int always_eintr(void)
+{
+    return -EINTR;
+}
+
+static int child_interrupted_send(void *arg)
+{
+    peer *p = arg;
+    alarm(WATCHDOG_S);
+    mp_conn_close(p->a);
+    char *m = make_msg(p->tag, 0, p->len);
+    mp__sig_run = always_eintr; /* what a handler returning non-zero does */
+    int rc = mp_conn_send(p->b, m, p->len);
+    mp__sig_run = NULL;
+    free(m);
+    if (rc != -EINTR)
+        return 10;
+    mp_test_await(p->go, 10000); /* the end stays open meanwhile */
+    rc = send_msg(p->b, p->tag, 1, 5000);
+    mp_conn_close(p->b);
+    return rc == 0 ? 0 : 11;
+}
+
+static void interrupted_send_is_reported(void **state)
+{
+    (void)state;
+    peer p = { .tag = 8, .len = 64 * (size_t)MIB };
+    MP_ASSERT_OK(mp_pipe(&p.a, &p.b, false));
+    mp_test_pipe(p.go);
+    pid_t pid = mp_test_fork(child_interrupted_send, &p);
+    mp_conn_close(p.b);
+    void *m = NULL;
+    size_t len;
+    MP_ASSERT_ERR(mp_conn_recv_alloc(p.a, &m, &len, 10000), -EBADMSG);
+    mp_test_signal(p.go);
+    uint32_t seq = 0;
+    MP_ASSERT_OK(mp_conn_recv_alloc(p.a, &m, &len, 10000));
+    assert_true(check_msg(m, len, NULL, &seq));
+    assert_int_equal(seq, 1);
+    free(m);
+    reap_ok(pid);
+    MP_ASSERT_ERR(mp_conn_recv(p.a, NULL, 0, &len, 10000), MP_EOF);
+    close(p.go[0]);
+    close(p.go[1]);
+    mp_conn_close(p.a);
+}
+
+/* A packet that mproc did not write (here: raw bytes on the sending end's
+ * descriptor) is -EPROTO; the stream stays aligned on packets and the next
+ * message arrives whole. */
+static void foreign_packet_is_eproto(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    MP_ASSERT_OK(mp_pipe(&a, &b, false));
+    assert_int_equal(write(mp_conn_fileno(b), "not a frame, just bytes", 23), 23);
+    MP_ASSERT_OK(mp_conn_send(b, "fine", 4));
+    char buf[16];
+    size_t len;
+    MP_ASSERT_ERR(mp_conn_recv(a, buf, sizeof buf, &len, 0), -EPROTO);
+    MP_ASSERT_OK(mp_conn_recv(a, buf, sizeof buf, &len, 0));
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "fine", 4);
+    mp_conn_close(a);
+    mp_conn_close(b);
+}
+
 /* ---- several senders on one end ------------------------------------------------- */
 
 /* The seed's pattern: five children share end b; with small and 100 KiB
@@ -1023,6 +1093,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(killed_sender_is_reported),
     cmocka_unit_test(killed_sender_end_still_open),
     cmocka_unit_test(killed_senders_torture),
+    cmocka_unit_test(interrupted_send_is_reported),
+    cmocka_unit_test(foreign_packet_is_eproto),
     cmocka_unit_test(senders_never_interleave),
     cmocka_unit_test(fd_passing),
     cmocka_unit_test(unreceived_fd_is_closed),
