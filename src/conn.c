@@ -77,6 +77,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "internal/conn.h"
 #include "internal/core.h"
 #include "mproc/conn.h"
 #include "mproc/sync.h"
@@ -598,6 +599,8 @@ static void send_unlock(mp_conn *c)
 
 /* ---- public API ------------------------------------------------------------------- */
 
+bool mp__conn_no_rwf_nowait;
+
 static mp_conn *conn_new(struct shared_ref *sh, bool duplex, bool nowait, size_t chunk)
 {
     mp_conn *c = calloc(1, sizeof *c);
@@ -658,11 +661,11 @@ int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
     /* Probe RWF_NOWAIT on an empty pipe: EAGAIN means supported. */
     char probe;
     bool nowait = preadv2(p1[0], &(struct iovec){ &probe, 1 }, 1, -1, RWF_NOWAIT) < 0 &&
-                  errno == EAGAIN;
+                  errno == EAGAIN && !__atomic_load_n(&mp__conn_no_rwf_nowait, __ATOMIC_RELAXED);
     if (!nowait) {
         int all[4] = { p1[0], p1[1], p2[0], p2[1] };
         for (int i = 0; i < 4; i++)
-            if (all[i] >= 0 && fcntl(all[i], F_SETFL, O_NONBLOCK) != 0) {
+            if (all[i] >= 0 && fcntl(all[i], F_SETFL, fcntl(all[i], F_GETFL) | O_NONBLOCK) != 0) {
                 rc = -errno;
                 goto fail;
             }

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 
+#include "internal/conn.h"
 #include "internal/core.h"
 
 #define WATCHDOG_S 30 /* every child ends by itself after this long */
@@ -1078,6 +1079,29 @@ static void handler_interrupts_wait(void **state)
     mp_conn_close(b);
 }
 
+/* ---- kernels without RWF_NOWAIT on pipes ------------------------------------------ */
+
+/* The fallback (O_NONBLOCK pipe ends, every wait through poll) keeps the
+ * packet mode and every behaviour: sizes, timeouts, EOF, EMSGSIZE. */
+static void fallback_without_rwf_nowait(void **state)
+{
+    mp__conn_no_rwf_nowait = true;
+    mp_conn *a, *b;
+    MP_ASSERT_OK(mp_pipe(&a, &b, false));
+    assert_true(fcntl(mp_conn_fileno(a), F_GETFL) & O_NONBLOCK);
+    int fl = fcntl(mp_conn_fileno(b), F_GETFL); /* the write end */
+    assert_true(fl & O_NONBLOCK);
+    assert_true(fl & O_DIRECT); /* packet mode kept */
+    mp_conn_close(a);
+    mp_conn_close(b);
+    duplex_both_ways(state);
+    boundaries_kept(state);
+    emsgsize_keeps_message(state);
+    recv_timeouts(state);
+    eof_after_drain(state);
+    mp__conn_no_rwf_nowait = false;
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bad_arguments),
     cmocka_unit_test(simplex_direction),
@@ -1102,6 +1126,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(eintr_keeps_deadline),
     cmocka_unit_test(eintr_forever_wait),
     cmocka_unit_test(handler_interrupts_wait),
+    cmocka_unit_test(fallback_without_rwf_nowait),
 };
 
 MP_TEST_MAIN(tests)
