@@ -80,7 +80,8 @@ MP_API int mp_conn_recv_alloc(mp_conn *c, void **msg, size_t *len, int timeout_m
 
 /** Waits until a message (or MP_EOF) is ready: mp_conn_recv will not block.
  *  Returns 1 when ready, 0 when the timeout expired (timeout 0 = check
- *  only), -EINTR, -EBADF on a send-only end.  Never consumes anything.
+ *  only), -EINTR, -EBADF on a send-only end.  Never consumes or allocates
+ *  anything.
  *  One exception: a message larger than the socket could hold when it was
  *  sent (MiBs) is announced once it starts, and a receive then waits for its
  *  rest as it streams in. */
