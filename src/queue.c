@@ -224,15 +224,35 @@ static void wake_word(uint32_t *word)
     }
 }
 
-/* Whether spinning can help: this process may run on more than one CPU.
- * sched_getaffinity is re-read at most every 50 ms (the benchmarks and users
- * pin processes after fork). */
-static bool may_spin(void)
+/* 1 + the CPU this thread runs on (glibc reads it from rseq: no syscall). */
+static inline uint32_t cpu_tag(void)
+{
+    int c = sched_getcpu();
+    return c < 0 ? 0 : (uint32_t)c + 1;
+}
+
+/* Records where this side last ran, writing the shared hint only when it
+ * changed (so the line stays clean in the common case). */
+static inline void note_cpu(uint32_t *hint)
+{
+    uint32_t c = cpu_tag();
+    if (__atomic_load_n(hint, __ATOMIC_RELAXED) != c)
+        __atomic_store_n(hint, c, __ATOMIC_RELAXED);
+}
+
+/* Whether spinning before sleeping can help: only when the peer that would
+ * end the wait can run at the same time as us.  peer_cpu is where the other
+ * side last ran: the same CPU as ours means it cannot run while we spin.
+ * With no hint yet, spin only if this process may use more than one CPU
+ * (sched_getaffinity, re-read at most every 50 ms: users pin after fork). */
+static bool may_spin(uint32_t peer_cpu)
 {
     static int ncpu_cache;
     static int64_t checked_at;
     if (mp__queue_spin_ns <= 0)
         return false;
+    if (peer_cpu != 0)
+        return peer_cpu != cpu_tag();
     int64_t now = mp__now_ns();
     if (now - __atomic_load_n(&checked_at, __ATOMIC_RELAXED) > 50000000 ||
         __atomic_load_n(&ncpu_cache, __ATOMIC_RELAXED) == 0) {
@@ -286,7 +306,10 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
 {
     if (dl->nowait)
         return -EAGAIN;
-    if (may_spin()) {
+    uint32_t peer = what == WAIT_DATA    ? __atomic_load_n(&r->pcpu, __ATOMIC_RELAXED)
+                    : what == WAIT_SPACE ? __atomic_load_n(&r->ccpu, __ATOMIC_RELAXED)
+                                         : UINT32_MAX; /* join: never spin */
+    if (peer != UINT32_MAX && may_spin(peer)) {
         int64_t until = mp__now_ns() + mp__queue_spin_ns;
         for (unsigned i = 1;; i++) {
             if (ready(r, what, rec))
@@ -368,6 +391,7 @@ int mp_queue_put(mp_queue *q, const void *msg, size_t len, int timeout_ms)
                 copy_in(q, tpos + MP__RING_HDR, msg, (uint32_t)len);
             /* COMMIT: one seq_cst store publishes the whole record. */
             __atomic_store_n(&r->tail, MP__IDX(tpos + rec, tnum + 1), __ATOMIC_SEQ_CST);
+            note_cpu(&r->pcpu);
             side_unlock(&r->plock);
             wake_word(&r->data_word);
             return 0;
@@ -432,6 +456,7 @@ static int get_common(mp_queue *q, void *buf, size_t cap, void **allocp, size_t 
             /* COMMIT: the message leaves the ring only now. */
             __atomic_store_n(&r->head, MP__IDX(hpos + rec, MP__IDX_NUM(h) + 1),
                              __ATOMIC_SEQ_CST);
+            note_cpu(&r->ccpu);
             side_unlock(&r->clock);
             wake_word(&r->space_word);
             *len = mlen;

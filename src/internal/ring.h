@@ -124,11 +124,13 @@ typedef struct mp__ring {
     /* line 1: producers only */
     _Alignas(MP__CACHELINE) mp_lock plock;
     uint64_t head_cache; /* a past head, see above */
+    uint32_t pcpu;       /* 1 + the CPU of the last put (0 = none yet): a hint */
     /* line 2 */
     _Alignas(MP__CACHELINE) uint64_t tail;
     /* line 3: consumers only */
     _Alignas(MP__CACHELINE) mp_lock clock;
     uint64_t tail_cache; /* a past tail >= head */
+    uint32_t ccpu;       /* 1 + the CPU of the last get (0 = none yet): a hint */
     /* line 4 */
     _Alignas(MP__CACHELINE) uint64_t head;
     /* lines 5-7: futex words, see "Sleeping" */
