@@ -1,0 +1,838 @@
+/* src/process.c - processes started from a C function: the start handshake,
+ * pidfd handles, reaping of our own pids only, exit-time joins, daemons and
+ * the detached double fork.
+ *
+ * Start: pipe2(O_CLOEXEC), mp__fork() (stdio flushed, fork hooks run), then
+ * in the parent pidfd_open(child) and the handle enters the table, both
+ * under tab_lock; the parent polls the pipe and the pidfd until the child
+ * writes its 4-byte report (0, or -errno from its setup) or dies.  The child
+ * sets PR_SET_PDEATHSIG if it is a daemon, takes its name, registers its
+ * on_exit guard, reports, runs the target, runs the exit routine for its own
+ * children, flushes stdio and _exit()s.
+ *
+ * Handles: the pidfd is the handle, the sentinel and the signal target
+ * (pidfd_send_signal never reaches a reused pid); reaping is
+ * waitid(P_PIDFD, WNOHANG) under tab_lock, after a poll on the pidfd made
+ * without it.  Once reaped (state EXITED) nothing is ever sent again.
+ * Without pidfds (Linux < 5.3, seccomp), the handshake pipe stays open in
+ * the child and its read end is the sentinel; signals go to the pid, which
+ * is safe while the child is unreaped (a zombie keeps its pid).
+ *
+ * The table holds every started handle until it is reaped and freed, so the
+ * exit routine can join what the user freed while running and a child can
+ * close what it inherited (fork_child). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal/core.h"
+#include "internal/process.h"
+#include "mproc/process.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+/* How long a daemonic child gets between SIGTERM and SIGKILL at its
+ * parent's exit (Python waits forever; a daemon that ignores SIGTERM would
+ * then hang the exit, so mproc bounds it). */
+#define EXIT_DAEMON_GRACE_MS 1000
+
+int mp__process_test_fail_setup;
+int mp__process_test_die_in_setup;
+int mp__process_test_no_pidfd;
+
+/* The life of a handle.  state and every field below it are guarded by
+ * tab_lock once the handle has been started.
+ *
+ *   NEW       created, not started (or a failed start: may start again)
+ *   STARTING  forked, waiting for the child's handshake; in the table
+ *   RUNNING   the child reported that it runs; in the table
+ *   EXITED    reaped: exitcode (or status_lost) is final; still in the table
+ *             until the user frees the handle (its fd stays open for the
+ *             sentinel) */
+enum { ST_NEW, ST_STARTING, ST_RUNNING, ST_EXITED };
+
+struct mp_process {
+    mp_target target;
+    void *arg;
+    const char *name; /* both point into text[] */
+    const char *ident; /* Python's _identity: "1", "1:2", ... */
+    bool daemon;
+    pid_t creator;   /* the process that called mp_process_new */
+
+    int state;
+    pid_t owner;     /* the process that started it: only it may wait or signal */
+    pid_t pid;       /* atomic: read without the lock by mp_process_pid */
+    int fd;          /* pidfd, or (no pidfds) the sentinel pipe's read end; -1 */
+    bool is_pidfd;
+    bool status_lost; /* someone else reaped it (SIGCHLD ignored, waitpid(-1)) */
+    bool freed;      /* the user freed it while running: the table owns it */
+    bool listed;     /* in the table */
+    int exitcode;
+    int refs;        /* exit-routine waits in progress: keep the memory */
+    struct mp_process *prev, *next;
+    char text[];     /* ident, then name: one allocation per handle */
+};
+
+/* The table of this process's children: every handle from its start until
+ * it is both reaped and freed.  One mutex guards it and the state of every
+ * started handle; it is never held across a blocking wait (waits run signal
+ * handlers, which may call into this module), and the fork protocol holds it
+ * across fork() so a child sees a consistent table. */
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+static mp_process *tab;
+
+/* Per-process state, reset in each child that mproc starts. */
+static const char *cur_name;  /* NULL: "MainProcess"; else in our own handle */
+static const char *cur_ident; /* NULL: the first process (empty identity) */
+static unsigned counter;    /* processes created here so far (Python's counter) */
+static pid_t exit_pid;      /* the process whose exit routine is installed */
+static pid_t onexit_pid;    /* the child whose on_exit handler is installed */
+static int self_sentinel = -1; /* no pidfds: our write end of our own sentinel */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool have_pidfd;     /* pidfd_open works here */
+static bool have_wait_pidfd = true; /* waitid(P_PIDFD) works (5.4+) */
+
+static void lock(void)
+{
+    if (pthread_mutex_lock(&tab_lock) != 0)
+        mp__panic("process table lock");
+}
+
+static void unlock(void)
+{
+    if (pthread_mutex_unlock(&tab_lock) != 0)
+        mp__panic("process table unlock");
+}
+
+static void destroy(mp_process *p)
+{
+    mp__close(p->fd);
+    free(p);
+}
+
+static void tab_insert(mp_process *p)
+{
+    p->prev = NULL;
+    p->next = tab;
+    if (tab)
+        tab->prev = p;
+    __atomic_store_n(&tab, p, __ATOMIC_RELEASE); /* child_exit peeks at it */
+    p->listed = true;
+}
+
+static void tab_remove(mp_process *p)
+{
+    if (!p->listed)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        __atomic_store_n(&tab, p->next, __ATOMIC_RELEASE);
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->listed = false;
+}
+
+/* ---- fork hooks ------------------------------------------------------------
+ * prepare/parent hold tab_lock across fork().  In the child, the parent's
+ * children are not ours: forget them and close the fds we inherited for
+ * them, so they neither leak nor let the child wait for or signal its
+ * siblings.  Handles the user still holds stay in memory (they answer
+ * -ECHILD: their owner is another pid); handles only the table owned are
+ * freed.  A sentinel write end we inherited from our parent is closed too,
+ * or our parent's sentinel would wait for us as well. */
+static void fork_prepare(void)
+{
+    lock();
+}
+
+static void fork_parent(void)
+{
+    unlock();
+}
+
+static void fork_child(void)
+{
+    mp_process *p = tab, *next;
+    for (; p; p = next) {
+        next = p->next;
+        p->prev = p->next = NULL;
+        p->listed = false;
+        if (p->freed) {
+            destroy(p); /* only the table held it (the waits are the parent's) */
+        } else {
+            mp__close(p->fd);
+            p->fd = -1;
+        }
+    }
+    __atomic_store_n(&tab, NULL, __ATOMIC_RELEASE);
+    mp__close(self_sentinel);
+    self_sentinel = -1;
+    tab_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
+static const mp__fork_hooks process_hooks = {
+    .prepare = fork_prepare,
+    .parent = fork_parent,
+    .child = fork_child,
+};
+
+static int pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static void module_init(void)
+{
+    mp__fork_register(&process_hooks);
+    /* Probe once: a kernel older than 5.3 says ENOSYS, a seccomp filter
+     * EPERM or EACCES; both select the sentinel-pipe fallback for good. */
+    int fd = pidfd_open(getpid());
+    if (fd >= 0) {
+        close(fd);
+        have_pidfd = true;
+    } else {
+        have_pidfd = !(errno == ENOSYS || errno == EPERM || errno == EACCES);
+    }
+}
+
+/* ---- reaping ------------------------------------------------------------------ */
+
+/* Reaps p if it has exited, never blocking and never touching another pid.
+ * true once p is EXITED.  Caller holds tab_lock; p is STARTING or later. */
+static bool reap_locked(mp_process *p)
+{
+    if (p->state == ST_EXITED)
+        return true;
+    siginfo_t si;
+    for (;;) {
+        memset(&si, 0, sizeof si);
+        int rc;
+        if (p->is_pidfd && __atomic_load_n(&have_wait_pidfd, __ATOMIC_RELAXED))
+            rc = waitid((idtype_t)P_PIDFD, (id_t)p->fd, &si, WEXITED | WNOHANG);
+        else
+            rc = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG);
+        if (rc == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno == EINVAL && p->is_pidfd &&
+            __atomic_load_n(&have_wait_pidfd, __ATOMIC_RELAXED)) {
+            /* Linux 5.3 has pidfd_open but not waitid(P_PIDFD): our pid is
+             * still unreaped, so waiting by pid is as exact. */
+            __atomic_store_n(&have_wait_pidfd, false, __ATOMIC_RELAXED);
+            continue;
+        }
+        if (errno == ECHILD) {
+            /* Someone else reaped it: it has exited, its status is gone. */
+            p->status_lost = true;
+            p->state = ST_EXITED;
+            return true;
+        }
+        mp__panic("waitid for child %d", (int)p->pid);
+    }
+    if (si.si_pid == 0)
+        return false;
+    p->exitcode = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    p->state = ST_EXITED;
+    return true;
+}
+
+/* Reaps a child that is known to be exiting (failed start, intermediate
+ * child of a detached start): a blocking wait that ends within the child's
+ * own exit, so it is not routed through mp__wait_poll.  ECHILD means someone
+ * else reaped it. */
+static void reap_dying(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Frees p if the user freed it, nobody waits on it and it was reaped.
+ * Caller holds tab_lock. */
+static void maybe_destroy_locked(mp_process *p)
+{
+    if (p->freed && p->refs == 0 && p->state == ST_EXITED) {
+        tab_remove(p);
+        destroy(p);
+    }
+}
+
+/* Reaps the handles the user freed while they ran, once they have exited,
+ * so a long-running parent accumulates no zombies.  Caller holds tab_lock. */
+static void sweep_locked(pid_t me)
+{
+    mp_process *p = tab, *next;
+    for (; p; p = next) {
+        next = p->next;
+        if (p->freed && p->owner == me && p->state == ST_RUNNING && reap_locked(p))
+            maybe_destroy_locked(p);
+    }
+}
+
+/* ---- the exit routine --------------------------------------------------------
+ * At a normal exit (the parent's atexit handler, or a child whose target
+ * returned or which called exit()): SIGTERM to the daemonic children, join
+ * the non-daemonic ones, then join the daemonic ones for up to
+ * EXIT_DAEMON_GRACE_MS and SIGKILL whatever is left. */
+
+static int signal_locked(mp_process *p, int sig)
+{
+    int rc = p->is_pidfd ? (int)syscall(SYS_pidfd_send_signal, p->fd, sig, NULL, 0)
+                         : kill(p->pid, sig);
+    return rc == 0 ? 0 : -errno;
+}
+
+static void signal_all(pid_t me, bool daemons, int sig)
+{
+    lock();
+    for (mp_process *p = tab; p; p = p->next)
+        if (p->owner == me && p->daemon == daemons && p->state == ST_RUNNING &&
+            !reap_locked(p))
+            (void)signal_locked(p, sig);
+    unlock();
+}
+
+/* Joins every running child of ours with the given daemon flag; true when
+ * all have exited, false at the deadline. */
+static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
+{
+    for (;;) {
+        mp_process *p, *next, *wait_on = NULL;
+        lock();
+        for (p = tab; p; p = next) {
+            next = p->next;
+            if (p->owner != me || p->daemon != daemons || p->state != ST_RUNNING)
+                continue;
+            if (reap_locked(p)) {
+                maybe_destroy_locked(p);
+                continue;
+            }
+            wait_on = p;
+            break;
+        }
+        if (!wait_on) {
+            unlock();
+            return true;
+        }
+        wait_on->refs++;
+        struct pollfd pf = { .fd = wait_on->fd, .events = POLLIN };
+        bool via_pipe = !wait_on->is_pidfd;
+        unlock();
+        int rc = mp__wait_poll(&pf, 1, dl);
+        lock();
+        wait_on->refs--;
+        bool done = reap_locked(wait_on);
+        maybe_destroy_locked(wait_on);
+        unlock();
+        if (rc == -EAGAIN || rc == -ETIMEDOUT)
+            return false;
+        if (rc < 0 && rc != -EINTR)
+            return false; /* poll itself failed (ENOMEM): give up the wait */
+        if (rc > 0 && !done && via_pipe)
+            sched_yield(); /* the pipe closes just before the zombie is waitable */
+    }
+}
+
+static void exit_routine(void)
+{
+    pid_t me = getpid();
+    signal_all(me, true, SIGTERM);
+    mp__deadline forever = mp__deadline_from_ms(MP_FOREVER);
+    join_all(me, false, &forever);
+    mp__deadline grace = mp__deadline_from_ms(EXIT_DAEMON_GRACE_MS);
+    if (!join_all(me, true, &grace)) {
+        signal_all(me, true, SIGKILL);
+        join_all(me, true, &forever);
+    }
+}
+
+static void parent_atexit(void)
+{
+    if (getpid() == __atomic_load_n(&exit_pid, __ATOMIC_RELAXED))
+        exit_routine();
+}
+
+/* Installs the exit routine for this process (once per process: a child
+ * forked by the user inherits the registration but not the right to run
+ * it).  Caller holds tab_lock.  0 or -ENOMEM. */
+static int install_exit_locked(pid_t me)
+{
+    if (exit_pid == me)
+        return 0;
+    if (atexit(parent_atexit) != 0)
+        return -ENOMEM;
+    __atomic_store_n(&exit_pid, me, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* ---- the child side ------------------------------------------------------------ */
+
+_Noreturn static void child_exit(int status)
+{
+    /* Most children start no children: skip the routine (and the code
+     * pages it would fault in) when the table is empty. */
+    if (__atomic_load_n(&tab, __ATOMIC_ACQUIRE))
+        exit_routine();
+    fflush(NULL);
+    _exit(status & 0xff);
+}
+
+#ifdef __GLIBC__
+/* Registered last in the child, so exit() runs it before any handler the
+ * parent registered: it does the child's exit routine and ends with
+ * _exit(status), so the parent's handlers never run here.  Handlers the
+ * child registered after its start still run first. */
+static void child_on_exit(int status, void *arg)
+{
+    (void)arg;
+    if (getpid() == onexit_pid)
+        child_exit(status);
+}
+
+/* on_exit is called only in children: through this pointer, bound when the
+ * library is loaded, each child skips the lazy PLT binding it would
+ * otherwise redo (a symbol lookup and a few page faults per child). */
+static int (*volatile on_exit_fn)(void (*)(int, void *), void *) = on_exit;
+#endif
+
+/* The child's setup, before it reports to its parent: 0 or -errno.  parent
+ * is the parent's pid for a daemon, 0 otherwise. */
+static int child_setup(const mp_process *p, pid_t parent)
+{
+    if (mp__process_test_die_in_setup)
+        raise(SIGKILL);
+    if (mp__process_test_fail_setup > 0)
+        return -mp__process_test_fail_setup;
+    if (parent) {
+        /* Die with the parent, even when it is SIGKILLed.  The signal comes
+         * when the parent *thread* that forked us exits.  If the parent died
+         * before the prctl, nobody will send it: die now. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+            return -errno;
+        if (getppid() != parent)
+            raise(SIGKILL);
+    }
+    /* Our name lives in our copy of the handle, which mp_process_free
+     * keeps for the life of the process.  No allocation here: every page
+     * the child writes or code page it runs costs it a page fault. */
+    cur_name = p->name;
+    cur_ident = p->ident;
+    __atomic_store_n(&counter, 0, __ATOMIC_RELAXED);
+#ifdef __GLIBC__
+    if (on_exit_fn(child_on_exit, NULL) != 0)
+        return -ENOMEM;
+    onexit_pid = getpid();
+    /* the on_exit handler covers exit(): no atexit handler in this child */
+    __atomic_store_n(&exit_pid, onexit_pid, __ATOMIC_RELAXED);
+#endif
+    return 0;
+}
+
+/* The child's report: one 4-byte write, atomic on a pipe.  write() is
+ * called through a pointer bound at load time for the same reason as
+ * on_exit_fn: the parent never calls it, so each child would bind it. */
+static ssize_t (*volatile write_fn)(int, const void *, size_t) = write;
+
+static int child_report(int fd, const void *msg, size_t len)
+{
+    ssize_t n;
+    while ((n = write_fn(fd, msg, len)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Runs in the child of mp_process_start: set up, report on hs_w, run. */
+_Noreturn static void child_main(const mp_process *p, pid_t parent, int hs_w, bool keep_w)
+{
+    int32_t msg = child_setup(p, p->daemon ? parent : 0);
+    if (child_report(hs_w, &msg, sizeof msg) != 0 || msg < 0)
+        _exit(127);
+    /* Without pidfds, our end of the handshake pipe is our parent's
+     * sentinel: hold it until we die (fork_child closes it in our own
+     * children).  With a pidfd, nobody needs it. */
+    if (keep_w)
+        self_sentinel = hs_w;
+    else
+        mp__close(hs_w);
+    child_exit(p->target(p->arg));
+}
+
+/* ---- public API ------------------------------------------------------------------ */
+
+int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_process_opts *opts)
+{
+    if (!out || !target)
+        return -EINVAL;
+    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    const char *parent = cur_ident ? cur_ident : "";
+    const char *sep = cur_ident ? ":" : "";
+    size_t ilen = strlen(parent) + strlen(sep) + 10; /* 10: digits of a 32-bit n */
+    size_t nlen = opts && opts->name ? strlen(opts->name) : strlen("Process-") + ilen;
+    if (ilen > SIZE_MAX / 4 || nlen > SIZE_MAX / 4)
+        return -ENOMEM;
+    mp_process *p = calloc(1, sizeof *p + ilen + 1 + nlen + 1);
+    if (!p)
+        return -ENOMEM;
+    char *ident = p->text, *name = p->text + ilen + 1;
+    snprintf(ident, ilen + 1, "%s%s%u", parent, sep, n);
+    if (opts && opts->name)
+        memcpy(name, opts->name, nlen + 1);
+    else
+        snprintf(name, nlen + 1, "Process-%s%s%u", parent, sep, n);
+    p->ident = ident;
+    p->name = name;
+    p->target = target;
+    p->arg = arg;
+    p->daemon = opts && opts->daemon;
+    p->creator = getpid();
+    p->state = ST_NEW;
+    p->fd = -1;
+    *out = p;
+    return 0;
+}
+
+/* Undoes a start whose child failed or died: the child is dying or dead;
+ * reap it and make p startable again. */
+static void start_undo(mp_process *p, pid_t pid, int fd)
+{
+    lock();
+    tab_remove(p);
+    p->state = ST_NEW;
+    p->owner = 0;
+    __atomic_store_n(&p->pid, 0, __ATOMIC_RELAXED);
+    p->fd = -1;
+    unlock();
+    reap_dying(pid);
+    mp__close(fd);
+}
+
+int mp_process_start(mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    pthread_once(&init_once, module_init);
+    pid_t me = getpid();
+    lock();
+    int rc = 0;
+    if (p->state != ST_NEW || p->creator != me)
+        rc = -EINVAL;
+    else
+        rc = install_exit_locked(me);
+    if (rc == 0) {
+        p->state = ST_STARTING; /* a concurrent start of p now fails */
+        sweep_locked(me);
+    }
+    unlock();
+    if (rc < 0)
+        return rc;
+
+    bool use_pidfd = have_pidfd && !mp__process_test_no_pidfd;
+    int hs[2];
+    if (pipe2(hs, O_CLOEXEC) != 0) {
+        rc = -errno;
+        goto undo;
+    }
+    pid_t pid = mp__fork();
+    if (pid == 0) {
+        mp__close(hs[0]);
+        child_main(p, me, hs[1], !use_pidfd);
+    }
+    mp__close(hs[1]);
+    if (pid < 0) {
+        mp__close(hs[0]);
+        rc = pid;
+        goto undo;
+    }
+
+    /* The pidfd is opened, and p enters the table, under the lock that the
+     * fork protocol takes: a fork by another thread either happens before
+     * (and does not inherit the pidfd) or sees p in the table (and its child
+     * closes the pidfd).  The pid is safe to name: it is our unreaped child. */
+    lock();
+    int fd = hs[0];
+    if (use_pidfd) {
+        fd = pidfd_open(pid);
+        if (fd < 0) {
+            rc = -errno;
+            unlock();
+            kill(pid, SIGKILL);
+            reap_dying(pid);
+            mp__close(hs[0]);
+            goto undo;
+        }
+    }
+    p->owner = me;
+    __atomic_store_n(&p->pid, pid, __ATOMIC_RELAXED);
+    p->fd = fd;
+    p->is_pidfd = use_pidfd;
+    p->exitcode = 0;
+    p->status_lost = false;
+    tab_insert(p);
+    unlock();
+
+    /* The handshake: the child writes 0, or -errno if its setup failed.
+     * With a pidfd we also watch the child itself, so a child that dies
+     * before writing is noticed even if another thread's fork inherited the
+     * pipe's write end.  Not interruptible: the child answers within its
+     * setup, and a start that returned -EINTR with a running child would be
+     * a trap. */
+    struct pollfd pf[2] = { { .fd = hs[0], .events = POLLIN },
+                            { .fd = fd, .events = POLLIN } };
+    mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
+    do
+        rc = mp__wait_poll(pf, use_pidfd ? 2 : 1, &dl);
+    while (rc == -EINTR);
+    int32_t msg = -ECHILD;
+    if (rc < 0) {
+        msg = rc; /* poll failed (ENOMEM): give up on this child */
+        kill(pid, SIGKILL);
+    } else if (pf[0].revents) {
+        ssize_t n;
+        while ((n = read(hs[0], &msg, sizeof msg)) < 0 && errno == EINTR)
+            ;
+        if (n != (ssize_t)sizeof msg)
+            msg = -ECHILD; /* EOF: it died before reporting */
+    }
+    if (msg != 0) {
+        if (use_pidfd)
+            mp__close(hs[0]);
+        start_undo(p, pid, fd);
+        return msg;
+    }
+    if (use_pidfd)
+        mp__close(hs[0]);
+    lock();
+    p->state = ST_RUNNING;
+    unlock();
+    return 0;
+
+undo:
+    lock();
+    p->state = ST_NEW;
+    unlock();
+    return rc;
+}
+
+/* 0 if this process started p and p's handshake is done; else the code. */
+static int check_own_locked(const mp_process *p, pid_t me)
+{
+    if (p->state == ST_NEW || p->state == ST_STARTING)
+        return p->owner && p->owner != me ? -ECHILD : -EINVAL;
+    return p->owner == me ? 0 : -ECHILD;
+}
+
+int mp_process_join(mp_process *p, int timeout_ms)
+{
+    if (!p)
+        return -EINVAL;
+    mp__deadline dl = mp__deadline_from_ms(timeout_ms);
+    lock();
+    int rc = check_own_locked(p, getpid());
+    bool done = rc == 0 && reap_locked(p);
+    struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+    bool via_pipe = !p->is_pidfd;
+    unlock();
+    if (rc < 0)
+        return rc;
+    while (!done) {
+        rc = mp__wait_poll(&pf, 1, &dl);
+        if (rc < 0)
+            return rc;
+        lock();
+        done = reap_locked(p);
+        unlock();
+        if (!done && via_pipe)
+            sched_yield(); /* the pipe closes just before the zombie is waitable */
+    }
+    return 0;
+}
+
+bool mp_process_is_alive(mp_process *p)
+{
+    if (!p)
+        return false;
+    lock();
+    bool alive = check_own_locked(p, getpid()) == 0 && !reap_locked(p);
+    unlock();
+    return alive;
+}
+
+pid_t mp_process_pid(const mp_process *p)
+{
+    return p ? __atomic_load_n(&p->pid, __ATOMIC_RELAXED) : 0;
+}
+
+const char *mp_process_name(const mp_process *p)
+{
+    return p ? p->name : NULL;
+}
+
+int mp_process_exitcode(const mp_process *p, int *code)
+{
+    if (!p || !code)
+        return -EINVAL;
+    lock();
+    int rc = 0;
+    if (p->state != ST_EXITED)
+        rc = p->owner && p->owner != getpid() ? -ECHILD : -EAGAIN;
+    else if (p->status_lost)
+        rc = -ECHILD;
+    else
+        *code = p->exitcode;
+    unlock();
+    return rc;
+}
+
+static int send_signal(mp_process *p, int sig)
+{
+    if (!p)
+        return -EINVAL;
+    lock();
+    int rc = check_own_locked(p, getpid());
+    if (rc == 0)
+        rc = p->state == ST_EXITED ? -ESRCH : signal_locked(p, sig);
+    unlock();
+    return rc;
+}
+
+int mp_process_terminate(mp_process *p)
+{
+    return send_signal(p, SIGTERM);
+}
+
+int mp_process_kill(mp_process *p)
+{
+    return send_signal(p, SIGKILL);
+}
+
+int mp_process_sentinel(const mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    lock();
+    int rc = check_own_locked(p, getpid());
+    if (rc == 0)
+        rc = p->fd;
+    unlock();
+    return rc;
+}
+
+void mp_process_free(mp_process *p)
+{
+    if (!p || p->name == cur_name)
+        return; /* a child's copy of its own handle holds its name: keep it */
+    lock();
+    if (p->listed && p->owner == getpid() &&
+        (p->state == ST_RUNNING || p->state == ST_STARTING) && !reap_locked(p)) {
+        p->freed = true; /* the table owns it until it is reaped */
+        unlock();
+        return;
+    }
+    if (p->refs > 0) {
+        p->freed = true; /* the exit routine waits on it and frees it */
+        unlock();
+        return;
+    }
+    tab_remove(p);
+    unlock();
+    destroy(p);
+}
+
+const char *mp_current_process_name(void)
+{
+    return cur_name ? cur_name : "MainProcess";
+}
+
+/* ---- detached start ------------------------------------------------------------
+ * Double fork: the intermediate child starts a new session, forks the
+ * grandchild and exits at once; we reap it, so the grandchild is re-parented
+ * to init (or a subreaper) and can never be our zombie.  The grandchild
+ * reports {0 or -errno, its pid} on the pipe after its setup; the
+ * intermediate child writes {-errno, 0} only if setsid or fork failed.  Both
+ * messages fit in one atomic pipe write. */
+
+int mp_process_spawn_detached(pid_t *pid_out, mp_target target, void *arg,
+                              const mp_process_opts *opts)
+{
+    if (!pid_out || !target || (opts && opts->daemon))
+        return -EINVAL;
+    pthread_once(&init_once, module_init);
+    mp_process *p;
+    int rc = mp_process_new(&p, target, arg, opts);
+    if (rc < 0)
+        return rc;
+    int hs[2];
+    if (pipe2(hs, O_CLOEXEC) != 0) {
+        rc = -errno;
+        mp_process_free(p);
+        return rc;
+    }
+    pid_t pid = mp__fork();
+    if (pid == 0) {
+        mp__close(hs[0]);
+        int32_t msg[2] = { 0, 0 };
+        pid_t g = setsid() < 0 ? -errno : mp__fork();
+        if (g == 0) {
+            msg[0] = child_setup(p, 0);
+            msg[1] = getpid();
+            if (child_report(hs[1], msg, sizeof msg) != 0 || msg[0] < 0)
+                _exit(127);
+            mp__close(hs[1]);
+            child_exit(p->target(p->arg));
+        }
+        if (g < 0) {
+            msg[0] = g;
+            (void)child_report(hs[1], msg, sizeof msg);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    mp__close(hs[1]);
+    if (pid < 0) {
+        mp__close(hs[0]);
+        mp_process_free(p);
+        return pid;
+    }
+    reap_dying(pid); /* it exits right after its fork */
+    mp_process_free(p);
+
+    /* Only the grandchild holds the write end now (the intermediate child
+     * is gone): a message, or EOF if the grandchild died before reporting. */
+    struct pollfd pf = { .fd = hs[0], .events = POLLIN };
+    mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
+    do
+        rc = mp__wait_poll(&pf, 1, &dl);
+    while (rc == -EINTR);
+    int32_t msg[2] = { -ECHILD, 0 };
+    if (rc < 0)
+        msg[0] = rc;
+    else if (mp__read_all(hs[0], msg, sizeof msg, NULL) != 0)
+        msg[0] = -ECHILD;
+    mp__close(hs[0]);
+    if (msg[0] < 0)
+        return msg[0];
+    *pid_out = msg[1];
+    return 0;
+}
