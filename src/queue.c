@@ -330,7 +330,16 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
     }
     if (ready(r, what, rec))
         return 0;
-    return mp__wait_word(word, w, dl);
+    /* Sleep in slices of at most MP_SYNC_RESCUE_MS: a process killed between
+     * its commit and its wake-up (or between setting closed and waking)
+     * never leaves a sleeper waiting for good; the sleeper re-checks. */
+    mp__deadline slice = *dl;
+    int64_t rescue = mp__now_ns() + (int64_t)MP_SYNC_RESCUE_MS * 1000000;
+    bool sliced = slice.at_ns > rescue;
+    if (sliced)
+        slice.at_ns = rescue;
+    int rc = mp__wait_word(word, w, &slice);
+    return rc == -ETIMEDOUT && sliced ? 0 : rc;
 }
 
 /* ---- copying records in and out -------------------------------------------------- */

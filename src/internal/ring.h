@@ -84,6 +84,9 @@
  * needless FUTEX_WAKE, which clears it (self-healing, unlike a waiter count).
  * close stores closed = 1 under plock, then bumps every word by 2 and wakes
  * all; every waiter re-checks closed before sleeping.
+ * A process killed between its commit and its wake-up cannot wake anyone:
+ * sleepers therefore sleep at most MP_SYNC_RESCUE_MS (200 ms) at a time and
+ * re-check, so such a death delays them by at most that, never for good.
  *
  * ---- JoinableQueue -------------------------------------------------------------
  * done counts task_done calls (mod 2^32); unfinished = tail.num - done, so
