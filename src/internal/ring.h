@@ -10,9 +10,9 @@
  * the consumer side never write to the same line:
  *
  *   line 0  constants (magic, size, capacity, maxsize) + closed flag
- *   line 1  plock (producers' robust lock) + head_cache   producers only
+ *   line 1  plock (producers' robust lock) + head_cache + pcpu  producers only
  *   line 2  tail                       written by producers, read by consumers
- *   line 3  clock (consumers' robust lock) + tail_cache   consumers only
+ *   line 3  clock (consumers' robust lock) + tail_cache + ccpu  consumers only
  *   line 4  head                       written by consumers, read by producers
  *   line 5  data_word   (consumers sleep on it)
  *   line 6  space_word  (producers sleep on it)
@@ -84,6 +84,10 @@
  * needless FUTEX_WAKE, which clears it (self-healing, unlike a waiter count).
  * close stores closed = 1 under plock, then bumps every word by 2 and wakes
  * all; every waiter re-checks closed before sleeping.
+ * Before the CAS, a waiter may spin (up to mp__queue_spin_ns) re-checking
+ * its condition, but only if the peer side last ran on another CPU (pcpu /
+ * ccpu: 1 + the CPU of the last put / get, rewritten only when it changes),
+ * or, before any hint exists, if this process may run on several CPUs.
  * A process killed between its commit and its wake-up cannot wake anyone:
  * sleepers therefore sleep at most MP_SYNC_RESCUE_MS (200 ms) at a time and
  * re-check, so such a death delays them by at most that, never for good.
