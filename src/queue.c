@@ -21,6 +21,7 @@ struct mp_queue {
 };
 
 int64_t mp__queue_spin_ns = 20000;
+unsigned mp__queue_spin_backoff = 64;
 
 mp__ring *mp__queue_ring(struct mp_queue *q) { return q->r; }
 unsigned char *mp__queue_data(struct mp_queue *q) { return q->data; }
@@ -322,11 +323,14 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
          * consumer would steal each cache line it is still reading (measured:
          * 4 KiB messages ran 3x slower).  After the spin it takes any room. */
         int64_t until = mp__now_ns() + mp__queue_spin_ns;
-        for (unsigned i = 1;; i++) {
+        for (unsigned i = 1, pause = 1;; i++) {
             if (ready(r, what, rec, true))
                 return 0;
-            cpu_relax();
-            if ((i & 63) == 0 && mp__now_ns() >= until)
+            for (unsigned k = 0; k < pause; k++)
+                cpu_relax();
+            if (pause < mp__queue_spin_backoff)
+                pause <<= 1;
+            if ((i & 15) == 0 && mp__now_ns() >= until)
                 break;
         }
     }

@@ -167,6 +167,10 @@ int mp__ring_repair(mp__ring *r, unsigned char *data, int side);
 /* Spin budget in ns before a wait sleeps, when this process may run on more
  * than one CPU (0 disables spinning).  A knob for the benchmarks. */
 extern int64_t mp__queue_spin_ns;
+/* Most pause instructions between two polls while spinning (the gap doubles
+ * from 1): polling the other side's index less often keeps its cache line
+ * from bouncing at every commit.  A knob for the benchmarks. */
+extern unsigned mp__queue_spin_backoff;
 
 /* Test hooks: the ring and data area behind a handle. */
 struct mp_queue;
