@@ -1,10 +1,31 @@
 /* src/process.c - processes started from a C function: the start handshake,
  * pidfd handles, reaping of our own pids only, exit-time joins, daemons and
- * the detached double fork. */
+ * the detached double fork.
+ *
+ * Start: pipe2(O_CLOEXEC), mp__fork() (stdio flushed, fork hooks run), then
+ * in the parent pidfd_open(child) and the handle enters the table, both
+ * under tab_lock; the parent polls the pipe and the pidfd until the child
+ * writes its 4-byte report (0, or -errno from its setup) or dies.  The child
+ * sets PR_SET_PDEATHSIG if it is a daemon, takes its name, registers its
+ * on_exit guard, reports, runs the target, runs the exit routine for its own
+ * children, flushes stdio and _exit()s.
+ *
+ * Handles: the pidfd is the handle, the sentinel and the signal target
+ * (pidfd_send_signal never reaches a reused pid); reaping is
+ * waitid(P_PIDFD, WNOHANG) under tab_lock, after a poll on the pidfd made
+ * without it.  Once reaped (state EXITED) nothing is ever sent again.
+ * Without pidfds (Linux < 5.3, seccomp), the handshake pipe stays open in
+ * the child and its read end is the sentinel; signals go to the pid, which
+ * is safe while the child is unreaped (a zombie keeps its pid).
+ *
+ * The table holds every started handle until it is reaped and freed, so the
+ * exit routine can join what the user freed while running and a child can
+ * close what it inherited (fork_child). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +57,16 @@
 int mp__process_test_fail_setup;
 int mp__process_test_die_in_setup;
 int mp__process_test_no_pidfd;
+int mp__process_test_late_pidfd;
+
+/* Test hook: wait (bounded, 5 s) until the child is gone entirely, as if
+ * the parent had been descheduled between fork and pidfd_open.  Only
+ * meaningful with SIGCHLD ignored, where the kernel reaps the child. */
+static void test_wait_gone(pid_t pid)
+{
+    for (int i = 0; i < 5000 && kill(pid, 0) == 0; i++)
+        poll(NULL, 0, 1);
+}
 
 /* The life of a handle.  state and every field below it are guarded by
  * tab_lock once the handle has been started.
@@ -51,8 +82,8 @@ enum { ST_NEW, ST_STARTING, ST_RUNNING, ST_EXITED };
 struct mp_process {
     mp_target target;
     void *arg;
-    char *name;
-    char *ident;     /* Python's _identity: "1", "1:2", ... */
+    const char *name; /* both point into text[] */
+    const char *ident; /* Python's _identity: "1", "1:2", ... */
     bool daemon;
     pid_t creator;   /* the process that called mp_process_new */
 
@@ -62,11 +93,13 @@ struct mp_process {
     int fd;          /* pidfd, or (no pidfds) the sentinel pipe's read end; -1 */
     bool is_pidfd;
     bool status_lost; /* someone else reaped it (SIGCHLD ignored, waitpid(-1)) */
-    bool freed;      /* the user freed it while running: the table owns it */
+    bool freed;      /* the user freed it: the table owns it until reaped */
+    bool orphan;     /* freed while running: counted in orphans */
     bool listed;     /* in the table */
     int exitcode;
     int refs;        /* exit-routine waits in progress: keep the memory */
     struct mp_process *prev, *next;
+    char text[];     /* ident, then name: one allocation per handle */
 };
 
 /* The table of this process's children: every handle from its start until
@@ -76,10 +109,11 @@ struct mp_process {
  * across fork() so a child sees a consistent table. */
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_process *tab;
+static unsigned orphans; /* handles freed while running, not yet reaped */
 
 /* Per-process state, reset in each child that mproc starts. */
-static char *cur_name;      /* NULL: "MainProcess" */
-static char *cur_ident;     /* NULL: the first process (empty identity) */
+static const char *cur_name;  /* NULL: "MainProcess"; else in our own handle */
+static const char *cur_ident; /* NULL: the first process (empty identity) */
 static unsigned counter;    /* processes created here so far (Python's counter) */
 static pid_t exit_pid;      /* the process whose exit routine is installed */
 static pid_t onexit_pid;    /* the child whose on_exit handler is installed */
@@ -104,8 +138,6 @@ static void unlock(void)
 static void destroy(mp_process *p)
 {
     mp__close(p->fd);
-    free(p->name);
-    free(p->ident);
     free(p);
 }
 
@@ -115,7 +147,7 @@ static void tab_insert(mp_process *p)
     p->next = tab;
     if (tab)
         tab->prev = p;
-    tab = p;
+    __atomic_store_n(&tab, p, __ATOMIC_RELEASE); /* child_exit peeks at it */
     p->listed = true;
 }
 
@@ -126,7 +158,7 @@ static void tab_remove(mp_process *p)
     if (p->prev)
         p->prev->next = p->next;
     else
-        tab = p->next;
+        __atomic_store_n(&tab, p->next, __ATOMIC_RELEASE);
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
@@ -165,10 +197,11 @@ static void fork_child(void)
             p->fd = -1;
         }
     }
-    tab = NULL;
+    __atomic_store_n(&tab, NULL, __ATOMIC_RELEASE);
+    orphans = 0;
     mp__close(self_sentinel);
     self_sentinel = -1;
-    pthread_mutex_init(&tab_lock, NULL);
+    tab_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 static const mp__fork_hooks process_hooks = {
@@ -240,13 +273,43 @@ static bool reap_locked(mp_process *p)
 
 /* Reaps a child that is known to be exiting (failed start, intermediate
  * child of a detached start): a blocking wait that ends within the child's
- * own exit, so it is not routed through mp__wait_poll.  ECHILD means someone
- * else reaped it. */
-static void reap_dying(pid_t pid)
+ * own exit, so it is not routed through mp__wait_poll.  By its pidfd when
+ * there is one, so that even if someone else reaped it (SIGCHLD ignored)
+ * and its pid was reused by another child, that child is not waited for.
+ * ECHILD means someone else reaped it. */
+static void reap_dying(pid_t pid, int pidfd)
 {
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    siginfo_t si;
+    int rc;
+    do
+        rc = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED)
+                        : waitid(P_PID, (id_t)pid, &si, WEXITED);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno == EINVAL && pidfd >= 0) /* no waitid(P_PIDFD): 5.3 */
+        reap_dying(pid, -1);
+}
+
+/* Without pidfds only: the sentinel pipe said the child is gone, but it is
+ * not waitable yet.  Usually it is exiting (a process closes its fds just
+ * before it becomes a zombie), so yield a few times, even when the
+ * deadline has passed (so join(p, 0) right after the sentinel fired sees
+ * the exit); but it may also have exec()ed or closed the pipe and run on,
+ * so after that check once a millisecond rather than spin.  0 to check again, or the deadline's code,
+ * or -EINTR. */
+static int gone_wait(const mp__deadline *dl, int round)
+{
+    if (round < 16) { /* even past the deadline: a few microseconds */
+        sched_yield();
+        return mp__signal_check();
+    }
+    if (mp__deadline_expired(dl))
+        return mp__deadline_code(dl);
+    mp__deadline tick = mp__deadline_from_ms(1);
+    if (tick.at_ns > dl->at_ns)
+        tick = *dl;
+    struct pollfd none = { .fd = -1 }; /* poll(2) ignores negative fds */
+    int rc = mp__wait_poll(&none, 1, &tick);
+    return rc == -ETIMEDOUT || rc == -EAGAIN ? 0 : rc < 0 ? rc : 0;
 }
 
 /* Frees p if the user freed it, nobody waits on it and it was reaped.
@@ -254,6 +317,8 @@ static void reap_dying(pid_t pid)
 static void maybe_destroy_locked(mp_process *p)
 {
     if (p->freed && p->refs == 0 && p->state == ST_EXITED) {
+        if (p->orphan)
+            orphans--;
         tab_remove(p);
         destroy(p);
     }
@@ -263,6 +328,8 @@ static void maybe_destroy_locked(mp_process *p)
  * so a long-running parent accumulates no zombies.  Caller holds tab_lock. */
 static void sweep_locked(pid_t me)
 {
+    if (orphans == 0)
+        return;
     mp_process *p = tab, *next;
     for (; p; p = next) {
         next = p->next;
@@ -298,6 +365,7 @@ static void signal_all(pid_t me, bool daemons, int sig)
  * all have exited, false at the deadline. */
 static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
 {
+    int gone_rounds = 0;
     for (;;) {
         mp_process *p, *next, *wait_on = NULL;
         lock();
@@ -320,7 +388,7 @@ static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
         struct pollfd pf = { .fd = wait_on->fd, .events = POLLIN };
         bool via_pipe = !wait_on->is_pidfd;
         unlock();
-        int rc = mp__wait_poll(&pf, 1, dl);
+        int rc = gone_rounds > 0 ? gone_wait(dl, gone_rounds) : mp__wait_poll(&pf, 1, dl);
         lock();
         wait_on->refs--;
         bool done = reap_locked(wait_on);
@@ -330,8 +398,8 @@ static bool join_all(pid_t me, bool daemons, const mp__deadline *dl)
             return false;
         if (rc < 0 && rc != -EINTR)
             return false; /* poll itself failed (ENOMEM): give up the wait */
-        if (rc > 0 && !done && via_pipe)
-            sched_yield(); /* the pipe closes just before the zombie is waitable */
+        /* the pipe said "gone" but the child is not waitable yet */
+        gone_rounds = !done && via_pipe && (rc > 0 || gone_rounds > 0) ? gone_rounds + 1 : 0;
     }
 }
 
@@ -369,11 +437,22 @@ static int install_exit_locked(pid_t me)
 
 /* ---- the child side ------------------------------------------------------------ */
 
+/* Functions only children call go through pointers bound when the library
+ * is loaded.  A call through the PLT would be bound lazily, and since the
+ * parent never makes it, every child would bind it anew: a symbol lookup
+ * in ld.so and about ten page faults (a child maps each page it touches),
+ * a noticeable part of the cost of a short-lived child. */
+static void (*volatile exit_fn)(int) = _exit;
+
 _Noreturn static void child_exit(int status)
 {
-    exit_routine();
+    /* Most children start no children: skip the routine (and the code
+     * pages it would fault in) when the table is empty. */
+    if (__atomic_load_n(&tab, __ATOMIC_ACQUIRE))
+        exit_routine();
     fflush(NULL);
-    _exit(status & 0xff);
+    exit_fn(status & 0xff);
+    __builtin_unreachable();
 }
 
 #ifdef __GLIBC__
@@ -387,6 +466,9 @@ static void child_on_exit(int status, void *arg)
     if (getpid() == onexit_pid)
         child_exit(status);
 }
+
+/* Called only in children: bound at load time (see exit_fn). */
+static int (*volatile on_exit_fn)(void (*)(int, void *), void *) = on_exit;
 #endif
 
 /* The child's setup, before it reports to its parent: 0 or -errno.  parent
@@ -406,31 +488,39 @@ static int child_setup(const mp_process *p, pid_t parent)
         if (getppid() != parent)
             raise(SIGKILL);
     }
-    char *name = strdup(p->name), *ident = strdup(p->ident);
-    if (!name || !ident) {
-        free(name);
-        free(ident);
-        return -ENOMEM;
-    }
-    free(cur_name);
-    free(cur_ident);
-    cur_name = name;
-    cur_ident = ident;
-    counter = 0;
+    /* Our name lives in our copy of the handle, which mp_process_free
+     * keeps for the life of the process.  No allocation here: every page
+     * the child writes or code page it runs costs it a page fault. */
+    cur_name = p->name;
+    cur_ident = p->ident;
+    __atomic_store_n(&counter, 0, __ATOMIC_RELAXED);
 #ifdef __GLIBC__
-    if (on_exit(child_on_exit, NULL) != 0)
+    if (on_exit_fn(child_on_exit, NULL) != 0)
         return -ENOMEM;
     onexit_pid = getpid();
-    exit_pid = onexit_pid; /* the on_exit handler covers exit(): no atexit */
+    /* the on_exit handler covers exit(): no atexit handler in this child */
+    __atomic_store_n(&exit_pid, onexit_pid, __ATOMIC_RELAXED);
 #endif
     return 0;
+}
+
+/* The child's report: one 4-byte write, atomic on a pipe (write() is
+ * bound at load time: see exit_fn). */
+static ssize_t (*volatile write_fn)(int, const void *, size_t) = write;
+
+static int child_report(int fd, const void *msg, size_t len)
+{
+    ssize_t n;
+    while ((n = write_fn(fd, msg, len)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)len ? 0 : -1;
 }
 
 /* Runs in the child of mp_process_start: set up, report on hs_w, run. */
 _Noreturn static void child_main(const mp_process *p, pid_t parent, int hs_w, bool keep_w)
 {
     int32_t msg = child_setup(p, p->daemon ? parent : 0);
-    if (mp__write_all(hs_w, &msg, sizeof msg) != 0 || msg < 0)
+    if (child_report(hs_w, &msg, sizeof msg) != 0 || msg < 0)
         _exit(127);
     /* Without pidfds, our end of the handshake pipe is our parent's
      * sentinel: hold it until we die (fork_child closes it in our own
@@ -438,7 +528,7 @@ _Noreturn static void child_main(const mp_process *p, pid_t parent, int hs_w, bo
     if (keep_w)
         self_sentinel = hs_w;
     else
-        mp__close(hs_w);
+        close(hs_w);
     child_exit(p->target(p->arg));
 }
 
@@ -448,25 +538,24 @@ int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_proce
 {
     if (!out || !target)
         return -EINVAL;
-    mp_process *p = calloc(1, sizeof *p);
+    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    const char *parent = cur_ident ? cur_ident : "";
+    const char *sep = cur_ident ? ":" : "";
+    size_t ilen = strlen(parent) + strlen(sep) + 10; /* 10: digits of a 32-bit n */
+    size_t nlen = opts && opts->name ? strlen(opts->name) : strlen("Process-") + ilen;
+    if (ilen > SIZE_MAX / 4 || nlen > SIZE_MAX / 4)
+        return -ENOMEM;
+    mp_process *p = calloc(1, sizeof *p + ilen + 1 + nlen + 1);
     if (!p)
         return -ENOMEM;
-    unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    int len = cur_ident ? asprintf(&p->ident, "%s:%u", cur_ident, n)
-                        : asprintf(&p->ident, "%u", n);
-    if (len < 0) {
-        free(p);
-        return -ENOMEM;
-    }
+    char *ident = p->text, *name = p->text + ilen + 1;
+    snprintf(ident, ilen + 1, "%s%s%u", parent, sep, n);
     if (opts && opts->name)
-        p->name = strdup(opts->name);
-    else if (asprintf(&p->name, "Process-%s", p->ident) < 0)
-        p->name = NULL;
-    if (!p->name) {
-        free(p->ident);
-        free(p);
-        return -ENOMEM;
-    }
+        memcpy(name, opts->name, nlen + 1);
+    else
+        snprintf(name, nlen + 1, "Process-%s%s%u", parent, sep, n);
+    p->ident = ident;
+    p->name = name;
     p->target = target;
     p->arg = arg;
     p->daemon = opts && opts->daemon;
@@ -482,14 +571,73 @@ int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_proce
 static void start_undo(mp_process *p, pid_t pid, int fd)
 {
     lock();
+    bool p_is_pidfd = p->is_pidfd;
     tab_remove(p);
     p->state = ST_NEW;
     p->owner = 0;
     __atomic_store_n(&p->pid, 0, __ATOMIC_RELAXED);
     p->fd = -1;
     unlock();
-    reap_dying(pid);
+    reap_dying(pid, p_is_pidfd ? fd : -1);
     mp__close(fd);
+}
+
+/* The first part of the handshake wait: check without sleeping, yielding
+ * the CPU between checks, for up to 200 us.  A new child usually
+ * reports within microseconds, often on this very CPU as soon as we yield
+ * it; sleeping in poll instead costs a second sleep/wake-up round trip per
+ * start on top of the one join needs (on a VM an idle exit and an IPI each),
+ * which measured as a quarter of a start+join.  The budget is
+ * mp__process_spin_ns (declared in internal/process.h; 0 disables).  sched_yield() gives the CPU
+ * to whatever else is runnable here, the child first if it queued here, so
+ * the spin only burns time that nobody else wants.  > 0 when some fd is
+ * ready, 0 to go on with a sleeping wait. */
+int mp__process_spin_ns = 200000;
+
+static int handshake_spin(struct pollfd *pf, nfds_t n)
+{
+    mp__deadline now = mp__deadline_from_ms(0);
+    int64_t until = mp__now_ns() + mp__process_spin_ns;
+    for (;;) {
+        int rc = mp__wait_poll(pf, n, &now);
+        if (rc > 0)
+            return rc;
+        if (rc != -EAGAIN && rc != -EINTR)
+            return 0; /* let the sleeping wait report it */
+        if (mp__now_ns() >= until)
+            return 0;
+        sched_yield();
+    }
+}
+
+/* pidfd_open said ESRCH: the child has exited already and someone else
+ * reaped it (SIGCHLD ignored), all before we could open its pidfd.  Its pid
+ * may be reused now, so it is never named again.  Its report, if it wrote
+ * one, is in the pipe: 0 means the start succeeded and the process has
+ * simply finished (state EXITED, status lost; the pipe, whose write end is
+ * closed, is its sentinel); -errno is its setup error.  Caller holds
+ * tab_lock; it is released. */
+static int start_gone_locked(mp_process *p, pid_t me, pid_t pid, int hs_r)
+{
+    struct pollfd pf = { .fd = hs_r, .events = POLLIN };
+    int32_t msg = -ECHILD;
+    if (poll(&pf, 1, 0) > 0 && read(hs_r, &msg, sizeof msg) != (ssize_t)sizeof msg)
+        msg = -ECHILD;
+    if (msg != 0) {
+        p->state = ST_NEW;
+        unlock();
+        mp__close(hs_r);
+        return msg;
+    }
+    p->owner = me;
+    __atomic_store_n(&p->pid, pid, __ATOMIC_RELAXED);
+    p->fd = hs_r;
+    p->is_pidfd = false;
+    p->status_lost = true;
+    p->state = ST_EXITED;
+    tab_insert(p);
+    unlock();
+    return 0;
 }
 
 int mp_process_start(mp_process *p)
@@ -537,13 +685,19 @@ int mp_process_start(mp_process *p)
     lock();
     int fd = hs[0];
     if (use_pidfd) {
+        if (MP__UNLIKELY(mp__process_test_late_pidfd))
+            test_wait_gone(pid);
         fd = pidfd_open(pid);
         if (fd < 0) {
             rc = -errno;
+            if (rc == -ESRCH)
+                return start_gone_locked(p, me, pid, hs[0]); /* unlocks */
             unlock();
-            kill(pid, SIGKILL);
-            reap_dying(pid);
             mp__close(hs[0]);
+            /* Out of fds: it is our unreaped child, so its pid is still
+             * its own. */
+            kill(pid, SIGKILL);
+            reap_dying(pid, -1);
             goto undo;
         }
     }
@@ -564,10 +718,14 @@ int mp_process_start(mp_process *p)
      * a trap. */
     struct pollfd pf[2] = { { .fd = hs[0], .events = POLLIN },
                             { .fd = fd, .events = POLLIN } };
-    mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
-    do
-        rc = mp__wait_poll(pf, use_pidfd ? 2 : 1, &dl);
-    while (rc == -EINTR);
+    nfds_t npf = use_pidfd ? 2 : 1;
+    rc = handshake_spin(pf, npf);
+    if (rc == 0) {
+        mp__deadline dl = mp__deadline_from_ms(MP_FOREVER);
+        do
+            rc = mp__wait_poll(pf, npf, &dl);
+        while (rc == -EINTR);
+    }
     int32_t msg = -ECHILD;
     if (rc < 0) {
         msg = rc; /* poll failed (ENOMEM): give up on this child */
@@ -620,15 +778,16 @@ int mp_process_join(mp_process *p, int timeout_ms)
     unlock();
     if (rc < 0)
         return rc;
+    int gone_rounds = -1; /* >= 0 once the sentinel pipe said "gone" */
     while (!done) {
-        rc = mp__wait_poll(&pf, 1, &dl);
+        rc = gone_rounds < 0 ? mp__wait_poll(&pf, 1, &dl) : gone_wait(&dl, gone_rounds++);
         if (rc < 0)
             return rc;
         lock();
         done = reap_locked(p);
         unlock();
-        if (!done && via_pipe)
-            sched_yield(); /* the pipe closes just before the zombie is waitable */
+        if (!done && via_pipe && gone_rounds < 0)
+            gone_rounds = 0;
     }
     return 0;
 }
@@ -705,12 +864,15 @@ int mp_process_sentinel(const mp_process *p)
 
 void mp_process_free(mp_process *p)
 {
-    if (!p)
-        return;
+    if (!p || p->name == cur_name)
+        return; /* a child's copy of its own handle holds its name: keep it */
+    pid_t me = getpid();
     lock();
-    if (p->listed && p->owner == getpid() &&
+    if (p->listed && p->owner == me &&
         (p->state == ST_RUNNING || p->state == ST_STARTING) && !reap_locked(p)) {
         p->freed = true; /* the table owns it until it is reaped */
+        p->orphan = true;
+        orphans++;
         unlock();
         return;
     }
@@ -720,6 +882,7 @@ void mp_process_free(mp_process *p)
         return;
     }
     tab_remove(p);
+    sweep_locked(me);
     unlock();
     destroy(p);
 }
@@ -761,14 +924,14 @@ int mp_process_spawn_detached(pid_t *pid_out, mp_target target, void *arg,
         if (g == 0) {
             msg[0] = child_setup(p, 0);
             msg[1] = getpid();
-            if (mp__write_all(hs[1], msg, sizeof msg) != 0 || msg[0] < 0)
+            if (child_report(hs[1], msg, sizeof msg) != 0 || msg[0] < 0)
                 _exit(127);
             mp__close(hs[1]);
             child_exit(p->target(p->arg));
         }
         if (g < 0) {
             msg[0] = g;
-            (void)mp__write_all(hs[1], msg, sizeof msg);
+            (void)child_report(hs[1], msg, sizeof msg);
             _exit(127);
         }
         _exit(0);
@@ -779,7 +942,7 @@ int mp_process_spawn_detached(pid_t *pid_out, mp_target target, void *arg,
         mp_process_free(p);
         return pid;
     }
-    reap_dying(pid); /* it exits right after its fork */
+    reap_dying(pid, -1); /* it exits right after its fork */
     mp_process_free(p);
 
     /* Only the grandchild holds the write end now (the intermediate child

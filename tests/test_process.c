@@ -93,6 +93,17 @@ static int pidfd_of(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* Tests that watch processes they did not start through pidfds skip where
+ * pidfd_open is missing (Linux < 5.3, valgrind 3.19); mproc itself falls
+ * back to its sentinel pipe there, as fallback_without_pidfd tests. */
+static void require_pidfd(void)
+{
+    int fd = pidfd_of(getpid());
+    if (fd < 0 && errno == ENOSYS)
+        MP_TEST_SKIP("pidfd_open(2) is not available");
+    close(fd);
+}
+
 /* Polls fd for readability for up to ms; true if readable. */
 static bool readable_within(int fd, int ms)
 {
@@ -351,6 +362,7 @@ static void join_timeout_child_alive(void **state)
 static void is_alive_reaps(void **state)
 {
     (void)state;
+    require_pidfd(); /* the fallback has a window: fallback_without_pidfd */
     gate g;
     gate_open(&g);
     mp_process *p = start_new(wait_gate, &g, NULL);
@@ -451,6 +463,70 @@ static void start_reports_child_setup_error(void **state)
     assert_int_equal(join_code(p), 9);
     mp_process_free(p);
     assert_int_equal(mp_test_fd_count(), fds0);
+}
+
+
+/* The handshake's sleeping wait (the path a slow child takes after the
+ * short spin) reports success, setup errors and deaths alike. */
+static void start_handshake_sleeping_wait(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    mp__process_spin_ns = 0;
+    mp_process *p = start_new(ret_arg, (void *)12, NULL);
+    assert_int_equal(join_code(p), 12);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)13, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    MP_ASSERT_ERR(mp_process_start(p), -ECHILD);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 13);
+    mp_process_free(p);
+    for (int i = 0; i < 20; i++) {
+        p = start_new(pause_forever, NULL, NULL);
+        MP_ASSERT_OK(mp_process_terminate(p));
+        assert_int_equal(join_code(p), -SIGTERM);
+        mp_process_free(p);
+    }
+    mp__process_spin_ns = saved;
+    assert_true(no_children());
+}
+
+
+/* mproc reaps only its own children: a raw child of the program that has
+ * exited stays for the program's own waitpid, whatever mproc does
+ * meanwhile (start, join, is_alive, the sweep of freed handles). */
+static void never_reaps_other_children(void **state)
+{
+    (void)state;
+    require_pidfd();
+    pid_t raw = mp_test_fork(ret_arg, (void *)21);
+    int rfd = pidfd_of(raw);
+    assert_true(rfd >= 0);
+    assert_true(readable_within(rfd, 10000)); /* it has exited: a zombie */
+    for (int i = 0; i < 5; i++) {
+        gate g;
+        gate_open(&g);
+        mp_process *p = start_new(wait_gate, &g, NULL);
+        mp_process *q = start_new(ret_arg, NULL, NULL);
+        mp_process_free(q); /* left to the sweep of the next start */
+        MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+        assert_true(mp_process_is_alive(p));
+        gate_send(&g, 0);
+        assert_int_equal(join_code(p), 0);
+        mp_process_free(p);
+        gate_close(&g);
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    assert_int_equal(waitid(P_PID, (id_t)raw, &si, WEXITED | WNOHANG), 0);
+    assert_int_equal(si.si_pid, raw);
+    assert_int_equal(si.si_status, 21);
+    close(rfd);
 }
 
 /* ---- output and exit handlers ----------------------------------------------------------- */
@@ -584,6 +660,7 @@ static int count_children(void)
 static void no_fd_leak(void **state)
 {
     (void)state;
+    require_pidfd();
     int fds0 = mp_test_fd_count();
     for (int i = 0; i < 50; i++) {
         mp_process *p = start_new(ret_arg, (void *)(intptr_t)(i & 0x7f), NULL);
@@ -739,6 +816,7 @@ static void join_runs_handlers_and_eintr(void **state)
 typedef struct exit_arg {
     gate go;          /* released by the test: the non-daemonic child may finish */
     int report[2];    /* records written by the helper and its children */
+    int ready[2];     /* each child writes a byte once it has reported */
     bool use_exit;    /* the helper ends with exit() (else its target returns) */
     bool free_first;  /* the helper frees its handles before it ends */
 } exit_arg;
@@ -759,7 +837,7 @@ static int report_pid_and_pause(void *arg)
 {
     exit_arg *e = arg;
     close(e->go.fds[1]);
-    if (put_record(e->report[1], 'D') < 0)
+    if (put_record(e->report[1], 'D') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     return pause_forever(NULL);
 }
@@ -767,7 +845,7 @@ static int report_pid_and_pause(void *arg)
 static int wait_go_and_mark(void *arg)
 {
     exit_arg *e = arg;
-    if (put_record(e->report[1], 'N') < 0)
+    if (put_record(e->report[1], 'N') < 0 || write(e->ready[1], "r", 1) != 1)
         return 1;
     int c = wait_gate(&e->go);
     if (put_record(e->report[1], 'M') < 0)
@@ -786,6 +864,15 @@ static int exiting_parent(void *arg)
         mp_process_start(n) < 0)
         return 50;
     close(e->go.fds[1]);
+    /* both children have reported (else ending now could SIGTERM the
+     * daemon before it said who it is) */
+    char r[2];
+    for (size_t got = 0; got < 2;) {
+        ssize_t k = read(e->ready[0], r + got, 2 - got);
+        if (k <= 0)
+            return 52;
+        got += (size_t)k;
+    }
     if (e->free_first) {
         mp_process_free(d);
         mp_process_free(n);
@@ -819,9 +906,11 @@ static int pidfd_or_gone(pid_t pid)
  * that child does), and its exit status is its own. */
 static void check_exit_joins(bool raw, bool use_exit, bool free_first)
 {
+    require_pidfd();
     exit_arg e = { .use_exit = use_exit, .free_first = free_first };
     gate_open(&e.go);
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
     mp_process *h = NULL;
     pid_t raw_pid = 0;
     int hfd;
@@ -874,6 +963,8 @@ static void check_exit_joins(bool raw, bool use_exit, bool free_first)
     close(hfd);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
     gate_close(&e.go);
 }
 
@@ -907,6 +998,56 @@ static void exit_handles_freed_children(void **state)
     check_exit_joins(false, false, true);
 }
 
+static int ignore_term_and_pause(void *arg)
+{
+    int *ready = arg;
+    signal(SIGTERM, SIG_IGN);
+    int32_t pid = getpid();
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid)
+        return 1;
+    return pause_forever(NULL);
+}
+
+static int exit_with_stubborn_daemon(void *arg)
+{
+    mp_process *d;
+    if (mp_process_new(&d, ignore_term_and_pause, arg, &(mp_process_opts){ .daemon = true }) < 0 ||
+        mp_process_start(d) < 0)
+        return 50;
+    int *ready = arg;
+    int32_t pid;
+    if (read(ready[0], &pid, sizeof pid) != sizeof pid) /* it ignores SIGTERM now */
+        return 51;
+    if (write(ready[1], &pid, sizeof pid) != sizeof pid) /* pass it on to the test */
+        return 52;
+    exit(0);
+}
+
+/* A daemon that ignores SIGTERM gets SIGKILL 1 s later at its parent's
+ * exit: the exit is delayed by the grace period, not forever. */
+static void exit_kills_daemon_ignoring_sigterm(void **state)
+{
+    (void)state;
+    int ready[2];
+    mp_test_pipe(ready);
+    int64_t t0 = mp_test_now_ms();
+    pid_t h = mp_test_fork(exit_with_stubborn_daemon, ready);
+    int64_t t1 = mp_test_now_ms();
+    int st = mp_test_waitpid(h, 10000);
+    int64_t took = mp_test_now_ms() - t1;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int32_t pid;
+    assert_int_equal(read(ready[0], &pid, sizeof pid), (ssize_t)sizeof pid);
+    assert_true(took >= 1000 - (t1 - t0)); /* the grace period ran */
+    assert_true(took < 8000);
+    /* the helper reaped it before exiting: it is gone */
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 /* The middle process: starts a daemonic child, reports its pid, then waits
  * to be SIGKILLed. */
 static int daemon_starter(void *arg)
@@ -924,8 +1065,11 @@ static int daemon_starter(void *arg)
 static void daemon_grandchild_dies_with_killed_parent(void **state)
 {
     (void)state;
+    require_pidfd();
     exit_arg e = { 0 };
     mp_test_pipe(e.report);
+    mp_test_pipe(e.ready);
+    gate_open(&e.go);
     mp_process *mid = start_new(daemon_starter, &e, NULL);
     record r = read_record(e.report[0]);
     assert_int_equal(r.tag, 'D');
@@ -940,6 +1084,9 @@ static void daemon_grandchild_dies_with_killed_parent(void **state)
     mp_process_free(mid);
     close(e.report[0]);
     close(e.report[1]);
+    close(e.ready[0]);
+    close(e.ready[1]);
+    gate_close(&e.go);
 }
 
 /* A daemon's name and flag work like any process's; a daemon started and
@@ -1030,6 +1177,7 @@ static int detached_target(void *arg)
 static void detached_start_leaves_no_zombie(void **state)
 {
     (void)state;
+    require_pidfd();
     int fds0 = mp_test_fd_count();
     detached_arg d;
     gate_open(&d.go);
@@ -1119,6 +1267,13 @@ static void threads_start_and_join(void **state)
 
 /* ---- the fallback without pidfds ------------------------------------------------------------ */
 
+static int exec_sleep(void *arg)
+{
+    (void)arg;
+    execl("/bin/sleep", "sleep", "20", (char *)NULL);
+    return 127;
+}
+
 /* Everything above also holds on kernels without pidfds (the sentinel pipe). */
 static void fallback_without_pidfd(void **state)
 {
@@ -1159,6 +1314,19 @@ static void fallback_without_pidfd(void **state)
     assert_int_equal(join_code(p), 0);
     mp_process_free(p);
 
+    /* exec closes the sentinel's write end (close-on-exec) while the child
+     * runs on: join then waits for it without spinning, by the clock */
+    if (access("/bin/sleep", X_OK) == 0) {
+        p = start_new(exec_sleep, NULL, &(mp_process_opts){ .daemon = true });
+        int64_t t0 = mp_test_now_ms();
+        MP_ASSERT_ERR(mp_process_join(p, 200), -ETIMEDOUT);
+        assert_true(mp_test_now_ms() - t0 >= 200);
+        assert_true(mp_process_is_alive(p));
+        MP_ASSERT_OK(mp_process_kill(p));
+        assert_int_equal(join_code(p), -SIGKILL);
+        mp_process_free(p);
+    }
+
     mp__process_test_fail_setup = EACCES;
     MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
     MP_ASSERT_ERR(mp_process_start(p), -EACCES);
@@ -1172,38 +1340,163 @@ static void fallback_without_pidfd(void **state)
     assert_int_equal(mp_test_fd_count(), fds0);
 }
 
-int main(int argc, char **argv)
+
+/* With SIGCHLD ignored the kernel reaps children itself: join still
+ * returns once the child has exited, and exitcode says the status is lost
+ * (-ECHILD) rather than inventing one. */
+static void sigchld_ignored_status_lost(void **state)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(names_default_and_custom),
-        cmocka_unit_test(current_name_in_child),
-        cmocka_unit_test(nested_processes),
-        cmocka_unit_test(bad_input),
-        cmocka_unit_test(exitcode_from_return),
-        cmocka_unit_test(exitcode_from_exit),
-        cmocka_unit_test(exitcode_from_signal),
-        cmocka_unit_test(join_timeout_child_alive),
-        cmocka_unit_test(is_alive_reaps),
-        cmocka_unit_test(sentinel_polls_readable_at_exit),
-        cmocka_unit_test(terminate_100_right_after_start),
-        cmocka_unit_test(signal_after_reap_is_esrch),
-        cmocka_unit_test(start_reports_child_setup_error),
-        cmocka_unit_test(no_duplicated_output),
-        cmocka_unit_test(atexit_handlers_not_run_in_child),
-        cmocka_unit_test(no_fd_leak),
-        cmocka_unit_test(child_cannot_touch_siblings),
-        cmocka_unit_test(child_inherits_no_sibling_fds),
-        cmocka_unit_test(join_runs_handlers_and_eintr),
-        cmocka_unit_test(exit_of_main_joins_and_terminates),
-        cmocka_unit_test(child_return_joins_and_terminates),
-        cmocka_unit_test(child_exit_joins_and_terminates),
-        cmocka_unit_test(exit_handles_freed_children),
-        cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
-        cmocka_unit_test(daemon_joins_normally),
-        cmocka_unit_test(daemons_never_outlive_killed_parent),
-        cmocka_unit_test(detached_start_leaves_no_zombie),
-        cmocka_unit_test(threads_start_and_join),
-        cmocka_unit_test(fallback_without_pidfd),
-    };
-    return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
+    (void)state;
+    struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    gate g;
+    gate_open(&g);
+    mp_process *p = start_new(wait_gate, &g, NULL);
+    assert_true(mp_process_is_alive(p));
+    MP_ASSERT_ERR(mp_process_join(p, 0), -EAGAIN);
+    gate_send(&g, 1);
+    MP_ASSERT_OK(mp_process_join(p, 10000));
+    int code = 77;
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    assert_int_equal(code, 77);
+    MP_ASSERT_ERR(mp_process_kill(p), -ESRCH);
+    mp_process_free(p);
+    gate_close(&g);
+    /* a failed start, its child reaped by the kernel: still an error, no hang */
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EPERM;
+    MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_die_in_setup = 1;
+    int rc = mp_process_start(p);
+    mp__process_test_die_in_setup = 0;
+    MP_ASSERT_ERR(rc, -ECHILD);
+    mp_process_free(p);
+    /* trivial children may be gone (reaped by the kernel) even before
+     * start has opened their pidfd: start still succeeds */
+    int fds0 = mp_test_fd_count();
+    for (int i = 0; i < 50; i++) {
+        p = start_new(ret_arg, NULL, NULL);
+        MP_ASSERT_OK(mp_process_join(p, 10000));
+        MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+        int fd = mp_process_sentinel(p);
+        MP_ASSERT_OK(fd);
+        assert_true(readable_within(fd, 0));
+        mp_process_free(p);
+    }
+    /* the same, forced: the child is gone before start opens its pidfd */
+    int probe = pidfd_of(getpid());
+    if (probe < 0) { /* no pidfds here: that path does not exist */
+        assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+        return;
+    }
+    close(probe);
+    mp__process_test_late_pidfd = 1;
+    p = start_new(ret_arg, NULL, NULL);
+    MP_ASSERT_OK(mp_process_join(p, 0));
+    MP_ASSERT_ERR(mp_process_exitcode(p, &code), -ECHILD);
+    MP_ASSERT_ERR(mp_process_terminate(p), -ESRCH);
+    assert_true(readable_within(mp_process_sentinel(p), 0));
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    mp__process_test_fail_setup = EACCES;
+    MP_ASSERT_ERR(mp_process_start(p), -EACCES);
+    mp__process_test_fail_setup = 0;
+    mp__process_test_late_pidfd = 0;
+    mp_process_free(p);
+    assert_int_equal(mp_test_fd_count(), fds0);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
 }
+
+/* Out of fds: start fails with -EMFILE and leaves no child behind. */
+static void start_without_fds_is_emfile(void **state)
+{
+    (void)state;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    /* the lowest free fd is at most the count: allow one more only */
+    lim.rlim_cur = (rlim_t)mp_test_fd_count() + 1;
+    lim.rlim_max = old.rlim_max;
+    int dummy[64], nd = 0;
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    MP_ASSERT_OK(mp_process_start(p)); /* warm up before the limit */
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, NULL, NULL));
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    /* fill every hole below the limit, so exactly zero or one fd is free */
+    int fd;
+    while (nd < 64 && (fd = dup(0)) >= 0)
+        dummy[nd++] = fd;
+    MP_ASSERT_ERR(mp_process_start(p), -EMFILE);
+    while (nd > 0)
+        close(dummy[--nd]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(no_children());
+    assert_int_equal(mp_process_pid(p), 0);
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 0);
+    mp_process_free(p);
+}
+
+static mp_process *parents_handle;
+
+static int start_parents_handle(void *arg)
+{
+    (void)arg;
+    return mp_process_start(parents_handle) == -EINVAL ? 0 : 1;
+}
+
+/* A handle may only be started by the process that created it (Python's
+ * rule), even in a raw fork that inherited it. */
+static void start_in_other_process_is_einval(void **state)
+{
+    (void)state;
+    MP_ASSERT_OK(mp_process_new(&parents_handle, ret_arg, NULL, NULL));
+    pid_t pid = mp_test_fork(start_parents_handle, NULL);
+    int st = mp_test_waitpid(pid, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    mp_process_free(parents_handle);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(names_default_and_custom),
+    cmocka_unit_test(current_name_in_child),
+    cmocka_unit_test(nested_processes),
+    cmocka_unit_test(bad_input),
+    cmocka_unit_test(exitcode_from_return),
+    cmocka_unit_test(exitcode_from_exit),
+    cmocka_unit_test(exitcode_from_signal),
+    cmocka_unit_test(join_timeout_child_alive),
+    cmocka_unit_test(is_alive_reaps),
+    cmocka_unit_test(sentinel_polls_readable_at_exit),
+    cmocka_unit_test(terminate_100_right_after_start),
+    cmocka_unit_test(signal_after_reap_is_esrch),
+    cmocka_unit_test(start_reports_child_setup_error),
+    cmocka_unit_test(start_handshake_sleeping_wait),
+    cmocka_unit_test(never_reaps_other_children),
+    cmocka_unit_test(no_duplicated_output),
+    cmocka_unit_test(atexit_handlers_not_run_in_child),
+    cmocka_unit_test(no_fd_leak),
+    cmocka_unit_test(child_cannot_touch_siblings),
+    cmocka_unit_test(child_inherits_no_sibling_fds),
+    cmocka_unit_test(join_runs_handlers_and_eintr),
+    cmocka_unit_test(exit_of_main_joins_and_terminates),
+    cmocka_unit_test(child_return_joins_and_terminates),
+    cmocka_unit_test(child_exit_joins_and_terminates),
+    cmocka_unit_test(exit_handles_freed_children),
+    cmocka_unit_test(exit_kills_daemon_ignoring_sigterm),
+    cmocka_unit_test(daemon_grandchild_dies_with_killed_parent),
+    cmocka_unit_test(daemon_joins_normally),
+    cmocka_unit_test(daemons_never_outlive_killed_parent),
+    cmocka_unit_test(detached_start_leaves_no_zombie),
+    cmocka_unit_test(threads_start_and_join),
+    cmocka_unit_test(fallback_without_pidfd),
+    cmocka_unit_test(sigchld_ignored_status_lost),
+    cmocka_unit_test(start_without_fds_is_emfile),
+    cmocka_unit_test(start_in_other_process_is_einval),
+};
+
+MP_TEST_MAIN(tests)

@@ -29,10 +29,14 @@
  *
  * Thread-safety: every function is thread-safe, also on the same handle,
  * except mp_process_free(), which must not race with another call on the
- * same handle.  Fork-safety: forks made through mproc (mp_process_start,
- * mp_process_spawn_detached, the pool) give the child an empty table of
- * children and its own name counter; a raw fork() does not reset them, but
- * the inherited handles still answer -ECHILD in the child.
+ * same handle.  Fork-safety: every fork made through mproc (start,
+ * spawn_detached, any mproc module that forks) gives the child an empty
+ * table of children, closing the pidfds it inherited; a child started by
+ * mp_process_start also gets its own name and name counter.  A raw fork()
+ * resets nothing, but the inherited handles still answer -ECHILD there; it
+ * must not happen while another thread is inside an mp_process call.  No
+ * function here is async-signal-safe: call them from handlers registered
+ * with mp_signal_on(), which run in normal context.
  */
 #ifndef MPROC_PROCESS_H
 #define MPROC_PROCESS_H
@@ -68,7 +72,8 @@ MP_API int mp_process_new(mp_process **out, mp_target target, void *arg,
 
 /** Forks the child and returns once it is running: stdout/stderr are
  *  flushed first, and the child reports through a pipe that its setup
- *  succeeded before start returns.  Allocates nothing the caller frees.  On
+ *  succeeded before start returns (start polls for that report for up to
+ *  200 us, yielding the CPU, before it sleeps).  Allocates nothing the caller frees.  On
  *  failure no child remains and p is left unstarted (start may be retried).
  *  -EINVAL (NULL, started before, or created by another process), -EAGAIN or
  *  -ENOMEM (fork), -EMFILE/-ENFILE (no fd for the pipe or pidfd), the
@@ -124,9 +129,10 @@ MP_API int mp_process_sentinel(const mp_process *p);
 
 /** Frees the handle; NULL is ignored.  It never signals the child: a
  *  process that is still running stays tracked by mproc, which reaps it at
- *  the next mp_process_start() after it exits, or joins it (daemon:
- *  terminates it) at this process's exit, so it never stays a zombie.  Must
- *  not race with another call on the same handle. */
+ *  the first mp_process_start() or mp_process_free() after it exits, or
+ *  joins it (daemon: terminates it) at this process's exit, so it never
+ *  stays a zombie for long.  Must not race with another call on the same
+ *  handle. */
 MP_API void mp_process_free(mp_process *p);
 
 /** "MainProcess" in the first process; in a child started by mproc, its own

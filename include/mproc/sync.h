@@ -5,8 +5,9 @@
  * memory (mp_shm_alloc, MP_SHM_NEW, mp_shm_open), initialise it once with
  * its _init function or its MP_X_INIT initializer, then use it from any
  * process that maps it, at any address.  Memory from mp_shm_alloc is zeroed,
- * and all-zero bytes are a valid unlocked mp_lock, mp_rlock, clear mp_event
- * and mp_cond (not mp_sem with a max, nor mp_barrier: they need parties/max).
+ * and all-zero bytes are a valid unlocked mp_lock and mp_rlock, a clear
+ * mp_event, an mp_cond with no waiters and an unbounded mp_sem at 0 (not an
+ * mp_barrier: it needs its party count).
  *
  * Waits take int timeout_ms: MP_FOREVER (-1) waits without limit, 0 never
  * waits and returns -EAGAIN when it would block, a positive timeout that
@@ -34,11 +35,16 @@
  * (owner ids are thread ids).
  *
  * Requirements: Linux, glibc on a 64-bit target (mp_lock links itself into
- * the robust list glibc registers for each thread); elsewhere the _init
- * functions of mp_lock, mp_rlock and mp_cond return -ENOTSUP.
+ * the robust list glibc registers for each thread); where a thread's list
+ * has another layout, the mp_lock and mp_rlock functions (and mp_cond_wait,
+ * through its lock) return -ENOTSUP.  Do not unmap memory holding a lock
+ * the calling thread holds: the kernel could not mark it at the thread's
+ * death.
  */
 #ifndef MPROC_SYNC_H
 #define MPROC_SYNC_H
+
+#include <errno.h> /* the -EOWNERDEAD, -ETIMEDOUT, ... these calls return */
 
 #include "common.h"
 
@@ -82,7 +88,8 @@ MP_API int mp_lock_init(mp_lock *l);
  *  half-updated (exactly one acquirer sees it per death).  -EDEADLK: the
  *  calling thread already holds it (never deadlocks on itself).  -EAGAIN
  *  (timeout 0) / -ETIMEDOUT: not acquired.  -EINTR (signal handler asked),
- *  -EINVAL (NULL).  On any error the lock is not held.  The uncontended
+ *  -EINVAL (NULL), -ENOTSUP.  On every code but 0 and -EOWNERDEAD the lock
+ *  is not held (and nothing changed).  The uncontended
  *  path makes no system call. */
 MP_API int mp_lock_acquire(mp_lock *l, int timeout_ms);
 
@@ -155,8 +162,12 @@ MP_API void mp_sem_destroy(mp_sem *s);
 
 /* ---- mp_event: a flag processes wait for --------------------------------------
  *
- * state: bit 0 = set; bit 1 = WAITERS (someone may sleep: set/clear wakes
- * all).  A dead waiter leaves at most one needless wake-up behind. */
+ * state: bit 0    SET
+ *        bit 1    WAITERS: someone may sleep; the next set wakes all
+ *        bits 2-31 generation: + 1 each time a clear event is set, so a
+ *                 waiter also returns 0 when the event was set and cleared
+ *                 again before it ran (it was set while it waited)
+ * A dead waiter leaves at most one needless wake-up call behind. */
 typedef struct mp_event {
     uint32_t state;
     uint32_t reserved[3];

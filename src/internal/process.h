@@ -13,5 +13,12 @@ extern int mp__process_test_fail_setup;
 extern int mp__process_test_die_in_setup;
 /* non-zero: start as if the kernel had no pidfds (the sentinel-pipe path). */
 extern int mp__process_test_no_pidfd;
+/* non-zero: the parent waits until the child is gone before it opens the
+ * pidfd (with SIGCHLD ignored: the child exited and was reaped first). */
+extern int mp__process_test_late_pidfd;
+/* How long start polls for the child's report, yielding the CPU, before it
+ * sleeps (ns; default 200000, 0 = sleep at once).  A tunable for tests and
+ * benchmarks, not an API. */
+extern int mp__process_spin_ns;
 
 #endif
