@@ -28,6 +28,8 @@
 #define MAX_PROCS   1024
 #define EV_TAG      UINT64_MAX
 
+int mp__pool_test_die_in_take;
+
 #define ROUND8(x) (((x) + 7) & ~(uint64_t)7)
 
 typedef struct job job;
@@ -317,7 +319,13 @@ static bool worker_take(mp_pool *p, struct pool_slot *s, unsigned char *buf)
         if (h->timeouts)
             __atomic_store_n(&s->started, mp__now_ns(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->state, (((st >> 2) + 1) << 2) | POOL_ST_RUNNING, __ATOMIC_RELEASE);
+        if (MP__UNLIKELY(h->test_die) && h->test_die == 1 &&
+            __atomic_exchange_n(&h->test_die, 0, __ATOMIC_SEQ_CST))
+            raise(SIGKILL);
         __atomic_store_n(&h->t_head, head + t->size, __ATOMIC_SEQ_CST);
+        if (MP__UNLIKELY(h->test_die) && h->test_die == 2 &&
+            __atomic_exchange_n(&h->test_die, 0, __ATOMIC_SEQ_CST))
+            raise(SIGKILL);
         mp_lock_release(&h->tlock);
         notify_parent(h, p->evfd);
         return true;
@@ -1112,6 +1120,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     p->h->rcap = p->rcap;
     p->h->nproc = (uint32_t)p->nproc;
     p->h->timeouts = o.task_timeout_ms > 0;
+    p->h->test_die = (uint32_t)mp__pool_test_die_in_take;
     if ((rc = mp_lock_init(&p->h->tlock)) < 0)
         goto fail;
     p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -4,6 +4,8 @@
 /* MP_TEST_TIMEOUT 30 */
 #include "mp_test.h"
 
+#include "internal/pool.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -762,6 +764,173 @@ static void random_kills_torture(void **state)
 }
 
 
+
+/* A worker killed inside a take, holding the task lock: before the ring
+ * head moved, the claim is undone and another worker runs the task (no
+ * task fails); after it moved, that task alone fails with MP_EWORKER. */
+static void killed_inside_take(void **state)
+{
+    (void)state;
+    for (int mode = 1; mode <= 2; mode++) {
+        mp__pool_test_die_in_take = mode;
+        mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2 });
+        mp__pool_test_die_in_take = 0;
+        enum { N = 40 };
+        mp_result *r[N];
+        for (int i = 0; i < N; i++)
+            MP_ASSERT_OK(mp_pool_apply_async(p, square, &i, sizeof i, &r[i]));
+        int failed = 0;
+        for (int i = 0; i < N; i++) {
+            int y = -1;
+            size_t len = sizeof y;
+            int rc = mp_result_get(r[i], &y, &len, 10000);
+            if (rc == MP_EWORKER) {
+                assert_int_equal(mp_result_status(r[i]), SIGKILL);
+                failed++;
+            } else {
+                MP_ASSERT_OK(rc);
+                assert_int_equal(y, i * i);
+            }
+            mp_result_free(r[i]);
+        }
+        assert_int_equal(failed, mode == 1 ? 0 : 1);
+        close_join_free(p);
+        assert_no_children();
+    }
+}
+
+/* A task that calls exit(): MP_EWORKER with status 0; in imap, a crashing
+ * element fails alone and the rest of its chunk is computed. */
+static int exits(const void *in, size_t in_len, void *out, size_t *out_len)
+{
+    (void)in;
+    (void)in_len;
+    (void)out;
+    (void)out_len;
+    exit(3);
+}
+
+static void exit_and_imap_crash(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2 });
+    char buf[8];
+    size_t len = sizeof buf;
+    mp_result *r;
+    MP_ASSERT_OK(mp_pool_apply_async(p, exits, NULL, 0, &r));
+    MP_ASSERT_ERR(mp_result_get(r, buf, &len, 10000), MP_EWORKER);
+    assert_int_equal(mp_result_status(r), 0);
+    mp_result_free(r);
+    enum { N = 200 };
+    int in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i == 55 ? -1 : i;
+    for (int ordered = 0; ordered < 2; ordered++) {
+        mp_iter *it;
+        MP_ASSERT_OK(mp_pool_imap(p, crashy, in, sizeof(int), N, 10, ordered, &it));
+        int n = 0, rc, y;
+        size_t idx;
+        len = sizeof y;
+        while ((rc = mp_iter_next(it, &idx, &y, &len, 10000)) != MP_EOF) {
+            if (idx == 55) {
+                assert_int_equal(rc, MP_EWORKER);
+            } else {
+                MP_ASSERT_OK(rc);
+                assert_int_equal(y, (int)(idx * idx));
+            }
+            len = sizeof y;
+            n++;
+        }
+        assert_int_equal(n, N);
+        mp_iter_free(it);
+    }
+    close_join_free(p);
+}
+
+/* Waits run signal handlers; one that asks to interrupt makes get and map
+ * return -EINTR, and the pool goes on. */
+static int handled;
+static int on_alarm(int sig, void *arg)
+{
+    (void)sig;
+    handled++;
+    return *(int *)arg;
+}
+
+static void signal_handlers_and_eintr(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 1 });
+    int interrupt = 0, ms = 300, y;
+    size_t len = sizeof y;
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, on_alarm, &interrupt));
+    mp_result *r;
+    /* a handler returning 0 runs inside the wait, which goes on */
+    MP_ASSERT_OK(mp_pool_apply_async(p, sleep_ms_task, &ms, sizeof ms, &r));
+    MP_ASSERT_OK(mp_signal_alarm(50));
+    MP_ASSERT_OK(mp_result_get(r, &y, &len, 10000));
+    assert_int_equal(y, 300);
+    assert_int_equal(handled, 1);
+    mp_result_free(r);
+    /* one returning non-zero interrupts get, then map */
+    interrupt = 1;
+    ms = 2000;
+    MP_ASSERT_OK(mp_pool_apply_async(p, sleep_ms_task, &ms, sizeof ms, &r));
+    int64_t t0 = mp_test_now_ms();
+    MP_ASSERT_OK(mp_signal_alarm(50));
+    MP_ASSERT_ERR(mp_result_get(r, &y, &len, 10000), -EINTR);
+    assert_true(mp_test_now_ms() - t0 >= 50);
+    assert_true(mp_test_now_ms() - t0 < 1500);
+    assert_int_equal(handled, 2);
+    int in[4] = { 1, 1, 1, 1 }, out[4];
+    MP_ASSERT_OK(mp_signal_alarm(50));
+    MP_ASSERT_ERR(mp_pool_map(p, sleep_ms_task, in, sizeof(int), 4, out, sizeof(int), 1), -EINTR);
+    assert_int_equal(handled, 3);
+    MP_ASSERT_OK(mp_signal_on(SIGALRM, NULL, NULL));
+    len = sizeof y;
+    MP_ASSERT_OK(mp_result_get(r, &y, &len, 10000)); /* still there */
+    assert_int_equal(y, 2000);
+    mp_result_free(r);
+    MP_ASSERT_OK(mp_pool_map(p, sleep_ms_task, in, sizeof(int), 4, out, sizeof(int), 1));
+    assert_int_equal(out[3], 1);
+    close_join_free(p);
+}
+
+/* Several pools at once are independent; map's out_size above max_result
+ * gives each task max_result bytes and zero-fills the rest. */
+static void two_pools_and_wide_elements(void **state)
+{
+    (void)state;
+    mp_pool *a = new_pool(&(mp_pool_opts){ .processes = 2 });
+    mp_pool *b = new_pool(&(mp_pool_opts){ .processes = 1, .max_result = 8 });
+    mp_result *ra, *rb;
+    int x = 3, y = 4, o;
+    size_t len = sizeof o;
+    MP_ASSERT_OK(mp_pool_apply_async(a, square, &x, sizeof x, &ra));
+    MP_ASSERT_OK(mp_pool_apply_async(b, square, &y, sizeof y, &rb));
+    MP_ASSERT_OK(mp_result_get(rb, &o, &len, 10000));
+    assert_int_equal(o, 16);
+    MP_ASSERT_OK(mp_result_get(ra, &o, &len, 10000));
+    assert_int_equal(o, 9);
+    mp_result_free(ra);
+    mp_result_free(rb);
+    close_join_free(a);
+    char in[3][32], out[3][32];
+    for (int i = 0; i < 3; i++)
+        memset(in[i], 'a' + i, sizeof in[i]);
+    memset(out, 0x55, sizeof out);
+    /* echo of 32 bytes into 8 bytes of room: -EMSGSIZE per element */
+    MP_ASSERT_ERR(mp_pool_map(b, echo, in, 32, 3, out, 32, 0), MP_ETASK);
+    MP_ASSERT_OK(mp_pool_map(b, eight_bytes, in, 32, 3, out, 32, 0));
+    for (int i = 0; i < 3; i++) {
+        assert_memory_equal(out[i], "12345678", 8);
+        for (int k = 8; k < 32; k++)
+            assert_int_equal(out[i][k], 0);
+    }
+    close_join_free(b);
+    assert_no_children();
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(apply_square),
     cmocka_unit_test(many_async_before_get),
@@ -782,6 +951,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(no_leaks),
     cmocka_unit_test(workers_die_with_killed_creator),
     cmocka_unit_test(random_kills_torture),
+    cmocka_unit_test(killed_inside_take),
+    cmocka_unit_test(exit_and_imap_crash),
+    cmocka_unit_test(signal_handlers_and_eintr),
+    cmocka_unit_test(two_pools_and_wide_elements),
 };
 
 MP_TEST_MAIN(tests)

@@ -47,7 +47,8 @@ struct pool_hdr {
     uint64_t tcap, rcap; /* ring sizes (multiples of 8) */
     uint32_t nproc;
     uint32_t timeouts;   /* task_timeout_ms > 0: workers stamp every element */
-    char pad0[64 - 40];
+    uint32_t test_die;   /* test hook (mp__pool_test_die_in_take), one shot */
+    char pad0[64 - 44];
     /* written by workers (t_head under tlock) */
     uint64_t t_head;     /* start of the first record not yet taken */
     uint32_t t_waiters;  /* workers sleeping (or about to) on t_seq */
@@ -101,5 +102,12 @@ struct pool_relem {
     int32_t status;      /* the task's code (MP_ETASK) or claimed size (-EMSGSIZE) */
     uint32_t pad;
 };
+
+/* Test hook (fault injection, STYLE 4.15), copied into the next pool
+ * created; the first worker to reach the point SIGKILLs itself, once:
+ *   1  after claiming a task, before the ring head moves (holding the lock)
+ *   2  after the head moved, before releasing the lock
+ * Nothing in the library sets it. */
+extern int mp__pool_test_die_in_take;
 
 #endif
