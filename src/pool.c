@@ -30,6 +30,22 @@
 
 int mp__pool_test_die_in_take;
 
+/* How long an idle worker polls the task ring before it sleeps, when the
+ * machine has more than one CPU: long enough to bridge the gap between two
+ * submissions of a busy submitter, short enough not to matter otherwise. */
+#define POOL_SPIN_NS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 #define ROUND8(x) (((x) + 7) & ~(uint64_t)7)
 
 typedef struct job job;
@@ -123,6 +139,7 @@ struct mp_pool {
     mp_pool_opts o;
     size_t max_result;
     int64_t tmo_ns;
+    int64_t spin_ns;   /* workers' spin before sleeping (0 on one CPU) */
     unsigned char *map;
     size_t map_size;
     struct pool_hdr *h;
@@ -274,6 +291,8 @@ static int lock_tasks(mp_pool *p)
     return 0;
 }
 
+static void wake_one_taker(struct pool_hdr *h);
+
 /* Takes the next task into buf: true, or false once the pool is closed and
  * the ring is empty (the worker exits). */
 static bool worker_take(mp_pool *p, struct pool_slot *s, unsigned char *buf)
@@ -283,6 +302,17 @@ static bool worker_take(mp_pool *p, struct pool_slot *s, unsigned char *buf)
     for (;;) {
         uint64_t head = __atomic_load_n(&h->t_head, __ATOMIC_ACQUIRE);
         uint64_t tail = __atomic_load_n(&h->t_tail, __ATOMIC_ACQUIRE);
+        if (head == tail && p->spin_ns > 0) {
+            /* Spin briefly before sleeping: a stream of small tasks then
+             * costs no futex wake per task (see POOL_SPIN_NS). */
+            int64_t until = mp__now_ns() + p->spin_ns;
+            do {
+                for (int k = 0; k < 64; k++)
+                    cpu_relax();
+                tail = __atomic_load_n(&h->t_tail, __ATOMIC_ACQUIRE);
+            } while (tail == head && !__atomic_load_n(&h->closed, __ATOMIC_RELAXED) &&
+                     mp__now_ns() < until);
+        }
         if (head == tail) {
             if (__atomic_load_n(&h->closed, __ATOMIC_ACQUIRE))
                 return false;
@@ -327,6 +357,8 @@ static bool worker_take(mp_pool *p, struct pool_slot *s, unsigned char *buf)
             __atomic_exchange_n(&h->test_die, 0, __ATOMIC_SEQ_CST))
             raise(SIGKILL);
         mp_lock_release(&h->tlock);
+        if (head + t->size != __atomic_load_n(&h->t_tail, __ATOMIC_SEQ_CST))
+            wake_one_taker(h); /* more is queued: the cascade */
         notify_parent(h, p->evfd);
         return true;
     }
@@ -718,15 +750,28 @@ static bool tring_fits(mp_pool *p, uint64_t need)
     return to_end < need ? room >= to_end + need : room >= need;
 }
 
-static void tring_publish(mp_pool *p, uint64_t need)
+/* Wakes one sleeping worker.  The creator does it only when a push finds
+ * the ring empty (a worker sleeps only after seeing it empty, so the first
+ * push after that wakes one); a woken worker that leaves records behind
+ * wakes the next one (worker_take), so the wake-ups cascade without a
+ * system call per push. */
+static void wake_one_taker(struct pool_hdr *h)
 {
-    struct pool_hdr *h = p->h;
-    p->t_tail += need;
-    __atomic_store_n(&h->t_tail, p->t_tail, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&h->t_waiters, __ATOMIC_SEQ_CST)) {
         __atomic_add_fetch(&h->t_seq, 1, __ATOMIC_SEQ_CST);
         mp__futex_wake(&h->t_seq, 1);
     }
+}
+
+static void tring_publish(mp_pool *p, uint64_t need)
+{
+    struct pool_hdr *h = p->h;
+    uint64_t old = __atomic_load_n(&h->t_tail, __ATOMIC_RELAXED);
+    p->t_tail += need;
+    __atomic_store_n(&h->t_tail, p->t_tail, __ATOMIC_SEQ_CST);
+    /* head == old: the ring was empty (or emptied meanwhile): wake */
+    if (__atomic_load_n(&h->t_head, __ATOMIC_SEQ_CST) == old)
+        wake_one_taker(h);
 }
 
 static void write_trec(unsigned char *at, uint64_t need, uint64_t id, mp_task fn, uint32_t count,
@@ -1089,6 +1134,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     p->nproc = o.processes;
     p->max_result = o.max_result ? o.max_result : MP_POOL_DEFAULT_RESULT;
     p->tmo_ns = (int64_t)o.task_timeout_ms * 1000000;
+    p->spin_ns = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? POOL_SPIN_NS : 0;
     p->epfd = p->evfd = -1;
     p->tcap = TRING_SIZE;
     long pg = sysconf(_SC_PAGESIZE);
