@@ -3,6 +3,7 @@
  * all driven from inside the creator's own calls (no threads). */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +155,68 @@ struct mp_pool {
     batch *bhead, *btail;
     unsigned nspawned;
     int nofeed;        /* > 0: an apply waits for room; do not feed batches */
+    mp_pool *reg_next; /* the registry of this process's pools */
 };
+
+/* ---- the registry of pools, for the fork hook --------------------------------------
+ * Every child forked through mproc (a worker of any pool, a user's
+ * mp_process) closes the creator-side fds of every pool it inherits: the
+ * epoll set always, the eventfd except in a worker of that very pool
+ * (which writes it).  reg_lock guards the list and is held across fork. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static mp_pool *reg_head;
+static mp_pool *reg_forking; /* the pool spawn_worker forks for, under reg_lock */
+
+static void reg_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void reg_parent(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_child(void)
+{
+    for (mp_pool *p = reg_head; p; p = p->reg_next) {
+        mp__close(p->epfd);
+        p->epfd = -1;
+        if (p != reg_forking) {
+            mp__close(p->evfd);
+            p->evfd = -1;
+        }
+    }
+    reg_head = NULL;
+    reg_forking = NULL;
+    pthread_mutex_init(&reg_lock, NULL);
+}
+
+static const mp__fork_hooks pool_hooks = {
+    .prepare = reg_prepare,
+    .parent = reg_parent,
+    .child = reg_child,
+};
+
+static void reg_add(mp_pool *p)
+{
+    mp__fork_register(&pool_hooks);
+    pthread_mutex_lock(&reg_lock);
+    p->reg_next = reg_head;
+    reg_head = p;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_remove(mp_pool *p)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (mp_pool **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
+        if (*pp == p) {
+            *pp = p->reg_next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_lock);
+}
 
 /* ---- job table ------------------------------------------------------------------ */
 
@@ -492,7 +554,6 @@ static int worker_main(void *arg)
     struct worker *wk = arg;
     mp_pool *p = wk->pool;
     struct pool_slot *s = &p->slots[wk->idx];
-    mp__close(p->epfd); /* the creator's; the eventfd stays: it is how we wake it */
     if (p->o.initializer)
         p->o.initializer(p->o.initarg);
     unsigned char *buf = malloc(p->tcap / 2);
@@ -881,7 +942,12 @@ static int spawn_worker(mp_pool *p, int i)
     int rc = mp_process_new(&proc, worker_main, w, &(mp_process_opts){ .name = name, .daemon = true });
     if (rc < 0)
         return rc;
+    /* Single-threaded use of a pool: nobody else forks for it meanwhile;
+     * another thread forking through mproc only sees a stale pointer
+     * under reg_lock, and keeps one extra eventfd at worst. */
+    __atomic_store_n(&reg_forking, p, __ATOMIC_RELAXED);
     rc = mp_process_start(proc);
+    __atomic_store_n(&reg_forking, NULL, __ATOMIC_RELAXED);
     if (rc < 0) {
         mp_process_free(proc);
         return rc;
@@ -1104,6 +1170,7 @@ static int check_pool(const mp_pool *p)
 
 static void pool_release(mp_pool *p)
 {
+    reg_remove(p);
     if (p->epfd >= 0)
         mp__close(p->epfd);
     if (p->evfd >= 0)
@@ -1185,6 +1252,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
         p->w[i].idx = i;
         p->w[i].fd = -1;
     }
+    reg_add(p);
     for (int i = 0; i < p->nproc; i++) {
         if ((rc = spawn_worker(p, i)) < 0) {
             mp_pool_terminate(p);
