@@ -1620,17 +1620,15 @@ int mp_pool_join(mp_pool *p)
     return pool_wait(p, none_alive, NULL, &forever);
 }
 
-/* Cancels every element that has no outcome yet. */
+/* Cancels every element that has no outcome yet (allocates nothing: a
+ * result must never be left pending once its pool is gone). */
 static void cancel_all(mp_pool *p)
 {
-    size_t n = 0;
-    job **js = p->ht.n ? malloc(p->ht.n * sizeof *js) : NULL;
-    for (size_t i = 0; js && i < p->ht.cap; i++)
-        if (p->ht.keys[i])
-            js[n++] = p->ht.vals[i];
-    for (size_t i = 0; i < n; i++)
-        job_fail_rest(p, js[i], -ECANCELED);
-    free(js);
+    while (p->ht.n) {
+        for (size_t i = 0; i < p->ht.cap; i++)
+            while (p->ht.keys[i]) /* failing it removes it; a later entry may shift here */
+                job_fail_rest(p, p->ht.vals[i], -ECANCELED);
+    }
     for (batch *b = p->bhead, *next; b; b = next) {
         next = b->next;
         if (b->abandoned)

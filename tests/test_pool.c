@@ -931,6 +931,87 @@ static void two_pools_and_wide_elements(void **state)
     assert_no_children();
 }
 
+/* Tasks finishing right at the deadline: each gets its value or -ETIME,
+ * never MP_EWORKER, and the quick ones never fail (the creator's kill is a
+ * compare-and-swap on the element it timed, so it never hits a later one). */
+static void timeout_races(void **state)
+{
+    (void)state;
+    enum { N = 48 };
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2, .task_timeout_ms = 15 });
+    mp_result *r[N];
+    int ms[N];
+    for (int i = 0; i < N; i++) {
+        ms[i] = i % 2 ? 0 : 12 + i % 7; /* 12..18 ms around the 15 ms limit */
+        MP_ASSERT_OK(mp_pool_apply_async(p, sleep_ms_task, &ms[i], sizeof ms[i], &r[i]));
+    }
+    int timed_out = 0;
+    for (int i = 0; i < N; i++) {
+        int y;
+        size_t len = sizeof y;
+        int rc = mp_result_get(r[i], &y, &len, 10000);
+        if (rc == -ETIME) {
+            assert_true(ms[i] >= 12);
+            timed_out++;
+        } else {
+            MP_ASSERT_OK(rc);
+            assert_int_equal(y, ms[i]);
+        }
+        mp_result_free(r[i]);
+    }
+    /* the 18 ms ones (at least) mostly time out; the point is no stray code */
+    print_message("timed out: %d of %d\n", timed_out, N / 2);
+    int in[40], out[40];
+    for (int i = 0; i < 40; i++)
+        in[i] = i % 3 == 0 ? 14 + i % 3 : 0;
+    int rc = mp_pool_map(p, sleep_ms_task, in, sizeof(int), 40, out, sizeof(int), 4);
+    assert_true(rc == 0 || rc == -ETIME);
+    for (int i = 0; i < 40; i++)
+        assert_true(out[i] == in[i] || (out[i] == 0 && in[i] >= 14));
+    close_join_free(p);
+    assert_no_children();
+}
+
+/* join feeds the rest of an imap that was never read; the iterator then
+ * returns every element without waiting, and no zombie stays while a
+ * replaced worker's pool still runs. */
+static void join_feeds_unread_imap(void **state)
+{
+    (void)state;
+    enum { N = 50000 };
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2 });
+    int *in = malloc(N * sizeof(int));
+    for (int i = 0; i < N; i++)
+        in[i] = i % 40000;
+    mp_iter *it;
+    MP_ASSERT_OK(mp_pool_imap(p, square, in, sizeof(int), N, 1, true, &it));
+    /* kill one worker: it is reaped (no zombie) and replaced */
+    pid_t pid;
+    size_t len = sizeof pid;
+    MP_ASSERT_OK(mp_pool_apply(p, getpid_task, NULL, 0, &pid, &len));
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    MP_ASSERT_OK(mp_pool_close(p));
+    MP_ASSERT_OK(mp_pool_join(p));
+    assert_no_children();
+    size_t idx;
+    int y, rc, n = 0;
+    len = sizeof y;
+    while ((rc = mp_iter_next(it, &idx, &y, &len, 0)) != MP_EOF) {
+        if (rc == MP_EWORKER) {
+            n++;
+            continue;
+        }
+        MP_ASSERT_OK(rc);
+        assert_int_equal(y, in[idx] * in[idx]);
+        len = sizeof y;
+        n++;
+    }
+    assert_int_equal(n, N);
+    mp_iter_free(it);
+    mp_pool_free(p);
+    free(in);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(apply_square),
     cmocka_unit_test(many_async_before_get),
@@ -955,6 +1036,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(exit_and_imap_crash),
     cmocka_unit_test(signal_handlers_and_eintr),
     cmocka_unit_test(two_pools_and_wide_elements),
+    cmocka_unit_test(timeout_races),
+    cmocka_unit_test(join_feeds_unread_imap),
 };
 
 MP_TEST_MAIN(tests)
