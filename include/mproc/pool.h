@@ -109,12 +109,14 @@ MP_API int mp_pool_apply(mp_pool *p, mp_task fn, const void *in, size_t in_len, 
 MP_API int mp_pool_apply_async(mp_pool *p, mp_task fn, const void *in, size_t in_len,
                                mp_result **out);
 
-/** Waits until the result is ready (whatever its outcome).  0 once ready;
- *  -EAGAIN (timeout 0) / -ETIMEDOUT; -EINTR; -EINVAL (NULL). */
+/** Waits until the result is ready (whatever its outcome), collecting
+ *  results meanwhile.  0 once ready; -EAGAIN (timeout 0) / -ETIMEDOUT;
+ *  -EINTR; -EINVAL (NULL); -ECHILD.  Allocates nothing the caller frees;
+ *  the result is unchanged by a failed wait. */
 MP_API int mp_result_wait(mp_result *r, int timeout_ms);
 
-/** true once the result is ready (collects finished results, never waits).
- *  false for NULL. */
+/** true once the result is ready (collects finished results, never
+ *  waits); false for NULL.  Allocates nothing the caller frees. */
 MP_API bool mp_result_ready(mp_result *r);
 
 /** Waits up to timeout_ms for the result, then copies it to out.
@@ -129,7 +131,7 @@ MP_API bool mp_result_ready(mp_result *r);
  *  called again.  -EINVAL (r NULL, out NULL with a non-zero capacity). */
 MP_API int mp_result_get(mp_result *r, void *out, size_t *out_len, int timeout_ms);
 
-/** After MP_ETASK the task's return code; after MP_EWORKER the signal that
+/** Never fails; 0 for NULL or a pending result.  After MP_ETASK the task's return code; after MP_EWORKER the signal that
  *  killed the worker (0 if it exited instead, e.g. the task called exit());
  *  after a too-large result the size the task claimed; else 0. */
 MP_API int mp_result_status(const mp_result *r);
@@ -150,7 +152,8 @@ MP_API void mp_result_free(mp_result *r);
  *  of nanoseconds each.  out is written only inside this call.  -EINVAL
  *  (NULL p or fn, in or out NULL with a non-zero size), -EMSGSIZE (in_size >
  *  MP_POOL_MAX_INPUT), -EPIPE (closed), -ECHILD, -ENOMEM, -EINTR (then some
- *  elements may be left unwritten; the pool discards their results). */
+ *  elements may be left unwritten; the pool discards their results).
+ *  Allocates nothing the caller frees; in is only read. */
 MP_API int mp_pool_map(mp_pool *p, mp_task fn, const void *in, size_t in_size, size_t n,
                        void *out, size_t out_size, size_t chunksize);
 
@@ -168,7 +171,8 @@ MP_API int mp_pool_imap(mp_pool *p, mp_task fn, const void *in, size_t in_size, 
  *  (*out_len capacity in, size out).  0; the element's error code (the
  *  element is consumed, like a Python imap raising at that position);
  *  -EMSGSIZE with *out_len > capacity: buffer too small, element kept;
- *  MP_EOF after the last element; -EAGAIN/-ETIMEDOUT; -EINTR; -EINVAL. */
+ *  MP_EOF after the last element; -EAGAIN/-ETIMEDOUT; -EINTR; -EINVAL.
+ *  Copies into the caller's buffer; allocates nothing the caller frees. */
 MP_API int mp_iter_next(mp_iter *it, size_t *index, void *out, size_t *out_len,
                         int timeout_ms);
 
@@ -177,17 +181,21 @@ MP_API int mp_iter_next(mp_iter *it, size_t *index, void *out, size_t *out_len,
 MP_API void mp_iter_free(mp_iter *it);
 
 /** No more tasks: later submissions return -EPIPE.  Queued tasks still
- *  run.  0; -EINVAL (NULL); -ECHILD. */
+ *  run (and imap elements not fed yet are still fed).  Idempotent.  0;
+ *  -EINVAL (NULL); -ECHILD.  Frees nothing. */
 MP_API int mp_pool_close(mp_pool *p);
 
 /** After close (or terminate): waits until every task is done and every
- *  worker has exited, and reaps them all.  0; -EINVAL (NULL, or the pool
- *  is still open); -EINTR (call again to go on); -ECHILD. */
+ *  worker has exited, and reaps them all.  0 (also on later calls);
+ *  -EINVAL (NULL, or the pool is still open); -EINTR (call again to go
+ *  on); -ECHILD.  Results stay with the caller; the pool is freed only by
+ *  mp_pool_free(). */
 MP_API int mp_pool_join(mp_pool *p);
 
 /** Stops now: kills every worker (SIGKILL) and reaps it; every queued or
  *  running task gets -ECANCELED (a result that finished before keeps its
- *  value).  Idempotent.  0; -EINVAL (NULL); -EINTR; -ECHILD. */
+ *  value).  Idempotent.  0; -EINVAL (NULL); -ECHILD.  Results stay with the
+ *  caller; the pool is freed only by mp_pool_free(). */
 MP_API int mp_pool_terminate(mp_pool *p);
 
 /** Terminates the pool if still running and frees it; NULL is ignored.
