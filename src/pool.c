@@ -27,6 +27,7 @@
 #define TRING_SIZE  ((uint64_t)1 << 20)
 #define RRING_MIN   ((uint64_t)512 << 10)
 #define MAX_PROCS   1024
+#define BROKEN_AFTER 3
 #define EV_TAG      UINT64_MAX
 
 int mp__pool_test_die_in_take;
@@ -155,6 +156,8 @@ struct mp_pool {
     batch *bhead, *btail;
     unsigned nspawned;
     int nofeed;        /* > 0: an apply waits for room; do not feed batches */
+    int init_deaths;   /* workers in a row that died inside the initializer */
+    bool broken;       /* too many of those: no more workers, tasks fail */
     mp_pool *reg_next; /* the registry of this process's pools */
 };
 
@@ -556,6 +559,7 @@ static int worker_main(void *arg)
     struct pool_slot *s = &p->slots[wk->idx];
     if (p->o.initializer)
         p->o.initializer(p->o.initarg);
+    __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
     unsigned char *buf = malloc(p->tcap / 2);
     if (!buf)
         return 1;
@@ -876,7 +880,7 @@ static void set_closed(mp_pool *p)
 /* Pushes chunks of the batches, oldest first, while the ring has room. */
 static void feed(mp_pool *p)
 {
-    if (p->state == P_TERMINATED)
+    if (p->state == P_TERMINATED || p->broken)
         return;
     if (p->nofeed == 0) {
         for (batch *b = p->bhead; b; b = b->next) {
@@ -936,6 +940,7 @@ static int spawn_worker(mp_pool *p, int i)
     s->elem = 0;
     s->r_head = s->r_tail = 0;
     s->r_wait = 0;
+    s->ready = 0;
     char name[32];
     snprintf(name, sizeof name, "PoolWorker-%u", ++p->nspawned);
     mp_process *proc;
@@ -975,7 +980,7 @@ static bool work_remains(mp_pool *p)
 
 static void spawn_missing(mp_pool *p)
 {
-    if (p->state == P_TERMINATED || p->nalive == p->nproc)
+    if (p->state == P_TERMINATED || p->broken || p->nalive == p->nproc)
         return;
     if (p->state == P_CLOSED && !work_remains(p))
         return;
@@ -1016,6 +1021,15 @@ static void handle_death(mp_pool *p, int i, int mode)
     w->proc = NULL;
     w->fd = -1;
     p->nalive--;
+    /* Workers that keep dying before their initializer returns would be
+     * replaced forever (Python's Pool does that): after BROKEN_AFTER in a
+     * row the pool stops replacing them and fails its tasks instead. */
+    if (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE)) {
+        if (++p->init_deaths >= BROKEN_AFTER && mode == DEATH_NORMAL)
+            p->broken = true;
+    } else {
+        p->init_deaths = 0;
+    }
 
     /* Holding tlock, no take is half done: the slot says exactly what the
      * dead worker had taken. */
@@ -1080,6 +1094,8 @@ static void drain_eventfd(mp_pool *p)
         ;
 }
 
+static void fail_all(mp_pool *p, int code);
+
 /* Handles what epoll reports now: the eventfd (drained) and dead workers. */
 static void service_events(mp_pool *p)
 {
@@ -1094,6 +1110,8 @@ static void service_events(mp_pool *p)
         if (ev[k].data.u64 != EV_TAG)
             handle_death(p, (int)ev[k].data.u64, DEATH_NORMAL);
     spawn_missing(p);
+    if (p->broken && p->nalive == 0)
+        fail_all(p, MP_EWORKER);
 }
 
 /* One round of the creator's work: results, timeouts, feeding; with
@@ -1274,7 +1292,7 @@ static bool res_done(mp_pool *p, void *ctx)
 
 static bool room_for(mp_pool *p, void *ctx)
 {
-    return tring_fits(p, *(uint64_t *)ctx);
+    return p->broken || tring_fits(p, *(uint64_t *)ctx);
 }
 
 int mp_pool_apply_async(mp_pool *p, mp_task fn, const void *in, size_t in_len, mp_result **out)
@@ -1288,6 +1306,8 @@ int mp_pool_apply_async(mp_pool *p, mp_task fn, const void *in, size_t in_len, m
         return -EPIPE;
     if (in_len > MP_POOL_MAX_INPUT)
         return -EMSGSIZE;
+    if (p->broken)
+        return MP_EWORKER;
     mp_result *r = malloc(sizeof *r);
     if (!r)
         return -ENOMEM;
@@ -1306,6 +1326,8 @@ int mp_pool_apply_async(mp_pool *p, mp_task fn, const void *in, size_t in_len, m
         p->nofeed--;
         if (rc == 0 && p->state != P_OPEN)
             rc = -EPIPE;
+        if (rc == 0 && p->broken)
+            rc = MP_EWORKER;
         if (rc < 0) {
             free(r);
             return rc;
@@ -1431,6 +1453,8 @@ static int batch_new(mp_pool *p, mp_task fn, const void *in, size_t in_size, siz
         return -EPIPE;
     if (in_size > MP_POOL_MAX_INPUT)
         return -EMSGSIZE;
+    if (p->broken)
+        return MP_EWORKER;
     if (n > SIZE_MAX / (in_size ? in_size : 1))
         return -EINVAL;
     batch *b = calloc(1, sizeof *b);
@@ -1620,14 +1644,14 @@ int mp_pool_join(mp_pool *p)
     return pool_wait(p, none_alive, NULL, &forever);
 }
 
-/* Cancels every element that has no outcome yet (allocates nothing: a
- * result must never be left pending once its pool is gone). */
-static void cancel_all(mp_pool *p)
+/* Fails every element that has no outcome yet with code (allocates
+ * nothing: a result must never be left pending once its pool is gone). */
+static void fail_all(mp_pool *p, int code)
 {
     while (p->ht.n) {
         for (size_t i = 0; i < p->ht.cap; i++)
             while (p->ht.keys[i]) /* failing it removes it; a later entry may shift here */
-                job_fail_rest(p, p->ht.vals[i], -ECANCELED);
+                job_fail_rest(p, p->ht.vals[i], code);
     }
     for (batch *b = p->bhead, *next; b; b = next) {
         next = b->next;
@@ -1642,7 +1666,7 @@ static void cancel_all(mp_pool *p)
             } else {
                 idx = b->next_in++;
             }
-            batch_store(b, idx, -ECANCELED, NULL, 0);
+            batch_store(b, idx, code, NULL, 0);
         }
     }
 }
@@ -1659,7 +1683,7 @@ int mp_pool_terminate(mp_pool *p)
             (void)mp_process_kill(p->w[i].proc);
     for (int i = 0; i < p->nproc; i++)
         handle_death(p, i, DEATH_CANCEL);
-    cancel_all(p);
+    fail_all(p, -ECANCELED);
     return 0;
 }
 

@@ -1012,6 +1012,32 @@ static void join_feeds_unread_imap(void **state)
     free(in);
 }
 
+/* Workers that die in their initializer: the pool stops replacing them
+ * after a few and fails the tasks with MP_EWORKER instead of forking
+ * forever (Python's Pool respawns them endlessly). */
+static void crash_in_init(void *arg)
+{
+    (void)arg;
+    raise(SIGKILL);
+}
+
+static void initializer_crash_breaks_pool(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2, .initializer = crash_in_init });
+    int x = 2, y;
+    size_t len = sizeof y;
+    mp_result *r;
+    MP_ASSERT_OK(mp_pool_apply_async(p, square, &x, sizeof x, &r));
+    MP_ASSERT_ERR(mp_result_get(r, &y, &len, 10000), MP_EWORKER);
+    mp_result_free(r);
+    MP_ASSERT_ERR(mp_pool_apply(p, square, &x, sizeof x, &y, &len), MP_EWORKER);
+    int in[3] = { 1, 2, 3 }, out[3];
+    MP_ASSERT_ERR(mp_pool_map(p, square, in, sizeof(int), 3, out, sizeof(int), 0), MP_EWORKER);
+    close_join_free(p);
+    assert_no_children();
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(apply_square),
     cmocka_unit_test(many_async_before_get),
@@ -1038,6 +1064,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(two_pools_and_wide_elements),
     cmocka_unit_test(timeout_races),
     cmocka_unit_test(join_feeds_unread_imap),
+    cmocka_unit_test(initializer_crash_breaks_pool),
 };
 
 MP_TEST_MAIN(tests)

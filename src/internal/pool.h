@@ -66,7 +66,7 @@ struct pool_slot {
     int64_t started;     /* CLOCK_MONOTONIC ns when `elem` started (timeouts only) */
     uint64_t r_tail;     /* worker: end of its last published result record */
     uint32_t r_wait;     /* worker sleeps (or is about to) on r_seq for room */
-    uint32_t pad0;
+    uint32_t ready;      /* 0 until the worker's initializer returned */
     char pad1[64 - 40];
     uint64_t r_head;     /* creator: start of the first record it has not consumed */
     uint32_t r_seq;      /* futex: bumped (and woken) by the creator after consuming if r_wait */
