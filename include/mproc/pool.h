@@ -105,7 +105,9 @@ MP_API int mp_pool_apply(mp_pool *p, mp_task fn, const void *in, size_t in_len, 
  *  failure *out is unchanged and nothing is queued.  -EINVAL (NULL p, fn,
  *  out, or in with in_len > 0), -EMSGSIZE (in_len > MP_POOL_MAX_INPUT),
  *  -EPIPE (the pool was closed or terminated), -ECHILD (not the creator),
- *  -ENOMEM, -EINTR (a signal handler asked to interrupt the wait). */
+ *  MP_EWORKER (the workers keep dying in the initializer: after three in a
+ *  row the pool replaces them no more), -ENOMEM, -EINTR (a signal handler
+ *  asked to interrupt the wait). */
 MP_API int mp_pool_apply_async(mp_pool *p, mp_task fn, const void *in, size_t in_len,
                                mp_result **out);
 
