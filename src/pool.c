@@ -646,14 +646,13 @@ static void batch_store(batch *b, size_t idx, int code, const void *data, size_t
     if (b->abandoned)
         return; /* nobody reads it */
     if (!b->is_iter) {
-        unsigned char *o = b->out + idx * b->out_size;
-        if (code == 0) {
-            if (len)
+        if (b->out_size) { /* out may be NULL when out_size is 0 */
+            unsigned char *o = b->out + idx * b->out_size;
+            if (code == 0 && len)
                 memcpy(o, data, len);
-            memset(o + len, 0, b->out_size - len);
-        } else {
-            if (b->out_size)
-                memset(o, 0, b->out_size);
+            memset(o + (code == 0 ? len : 0), 0, b->out_size - (code == 0 ? len : 0));
+        }
+        if (code != 0) {
             if (idx < b->err_idx) {
                 b->err_idx = idx;
                 b->err_code = code;

@@ -121,6 +121,15 @@ static int write_nothing(const void *in, size_t in_len, void *out, size_t *out_l
     return 0;
 }
 
+static int noop_task(const void *in, size_t in_len, void *out, size_t *out_len)
+{
+    (void)in;
+    (void)in_len;
+    (void)out;
+    *out_len = 0;
+    return 0;
+}
+
 /* ---- helpers -------------------------------------------------------------------- */
 
 static mp_pool *new_pool(const mp_pool_opts *o)
@@ -259,6 +268,9 @@ static void map_seed_example(void **state)
     int in[6] = { 1, 2, 3, 4, 5, 6 }, out[6] = { 0 }, want[6] = { 1, 4, 9, 16, 25, 36 };
     MP_ASSERT_OK(mp_pool_map(p, square, in, sizeof(int), 6, out, sizeof(int), 0));
     assert_memory_equal(out, want, sizeof want);
+    /* no output at all, and zero-length inputs, are valid */
+    MP_ASSERT_OK(mp_pool_map(p, noop_task, in, sizeof(int), 6, NULL, 0, 0));
+    MP_ASSERT_OK(mp_pool_map(p, noop_task, NULL, 0, 1000, NULL, 0, 7));
     close_join_free(p);
 }
 
