@@ -1176,11 +1176,37 @@ static int pool_wait(mp_pool *p, cond_fn cond, void *ctx, const mp__deadline *dl
 
 /* ---- public API ---------------------------------------------------------------------------------- */
 
+/* getpid() is a system call: cache it, and forget it in every child
+ * (pthread_atfork covers raw fork() too, not only mp__fork). */
+static pid_t pid_cache;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_forget(void)
+{
+    __atomic_store_n(&pid_cache, 0, __ATOMIC_RELAXED);
+}
+
+static void pid_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, pid_forget);
+}
+
+static pid_t my_pid(void)
+{
+    pid_t me = __atomic_load_n(&pid_cache, __ATOMIC_RELAXED);
+    if (MP__UNLIKELY(me == 0)) {
+        pthread_once(&pid_once, pid_init);
+        me = getpid();
+        __atomic_store_n(&pid_cache, me, __ATOMIC_RELAXED);
+    }
+    return me;
+}
+
 static int check_pool(const mp_pool *p)
 {
     if (!p)
         return -EINVAL;
-    if (p->owner != getpid())
+    if (p->owner != my_pid())
         return -ECHILD;
     return 0;
 }
@@ -1213,7 +1239,7 @@ int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     mp_pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->owner = getpid();
+    p->owner = my_pid();
     p->o = o;
     p->nproc = o.processes;
     p->max_result = o.max_result ? o.max_result : MP_POOL_DEFAULT_RESULT;
@@ -1598,7 +1624,7 @@ void mp_iter_free(mp_iter *it)
     free(it);
     b->abandoned = true;
     b->nrq = 0;
-    if (!b->pool || b->pool->owner != getpid()) {
+    if (!b->pool || b->pool->owner != my_pid()) {
         batch_destroy(b);
         return;
     }
@@ -1690,7 +1716,7 @@ void mp_pool_free(mp_pool *p)
 {
     if (!p)
         return;
-    if (p->owner == getpid()) {
+    if (p->owner == my_pid()) {
         mp_pool_terminate(p);
         for (batch *b = p->bhead, *next; b; b = next) {
             next = b->next;
