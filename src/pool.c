@@ -156,6 +156,7 @@ struct mp_pool {
     batch *bhead, *btail;
     unsigned nspawned;
     int nofeed;        /* > 0: an apply waits for room; do not feed batches */
+    unsigned nservice; /* service rounds, to look at events every 256 */
     int init_deaths;   /* workers in a row that died inside the initializer */
     bool broken;       /* too many of those: no more workers, tasks fail */
     mp_pool *reg_next; /* the registry of this process's pools */
@@ -1118,7 +1119,10 @@ static void service_events(mp_pool *p)
 static int64_t service(mp_pool *p, bool events)
 {
     int64_t next = INT64_MAX;
-    if (events)
+    /* A caller whose results are always ready never sleeps: look at the
+     * events now and then anyway, so dead workers are reaped and replaced
+     * without waiting for a sleep. */
+    if (events || (++p->nservice & 255) == 0)
         service_events(p);
     collect_all(p);
     if (p->tmo_ns)
