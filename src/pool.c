@@ -450,6 +450,25 @@ static void rw_publish(mp_pool *p, struct rw *w)
     notify_parent(p->h, p->evfd);
 }
 
+/* With task timeouts: sets when the current element started (0: it has
+ * not, the worker waits for the creator), then moves to a new sequence
+ * number; the creator's kill decision is a CAS on the old one, so it can
+ * never hit a later element.  If the creator marked us KILLED first, we
+ * publish what is done and wait for the SIGKILL. */
+static void stamp(mp_pool *p, struct pool_slot *s, int64_t when, struct rw *w)
+{
+    __atomic_store_n(&s->started, when, __ATOMIC_RELEASE);
+    uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    uint32_t nx = (((st >> 2) + 1) << 2) | POOL_ST_RUNNING;
+    if ((st & POOL_ST_MASK) != POOL_ST_RUNNING ||
+        !__atomic_compare_exchange_n(&s->state, &st, nx, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        if (w->rec)
+            rw_publish(p, w);
+        worker_stop();
+    }
+}
+
 /* Opens a record with room for need bytes, waiting for the creator to
  * consume if the ring is full. */
 static void rw_begin(mp_pool *p, struct rw *w, uint64_t need, uint64_t id, uint32_t first)
@@ -479,6 +498,8 @@ static void rw_begin(mp_pool *p, struct rw *w, uint64_t need, uint64_t id, uint3
             w->wpos = w->tail + sizeof *r;
             return;
         }
+        if (p->h->timeouts)
+            stamp(p, w->s, 0, w); /* waiting for the creator is no task time */
         uint32_t seen = __atomic_load_n(&w->s->r_seq, __ATOMIC_ACQUIRE);
         __atomic_store_n(&w->s->r_wait, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&w->s->r_head, __ATOMIC_SEQ_CST) == head) {
@@ -511,19 +532,8 @@ static void worker_run(mp_pool *p, struct pool_slot *s, struct rw *w, const unsi
                 rw_publish(p, w);
             rw_begin(p, w, sizeof(struct pool_rrec) + need_el, t->id, e);
         }
-        if (timeouts && e > 0) {
-            /* A fresh clock per element, then a new sequence number: the
-             * creator's kill decision is a CAS on the old one. */
-            __atomic_store_n(&s->started, mp__now_ns(), __ATOMIC_RELAXED);
-            uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-            uint32_t nx = (((st >> 2) + 1) << 2) | POOL_ST_RUNNING;
-            if ((st & POOL_ST_MASK) != POOL_ST_RUNNING ||
-                !__atomic_compare_exchange_n(&s->state, &st, nx, false, __ATOMIC_ACQ_REL,
-                                             __ATOMIC_ACQUIRE)) {
-                rw_publish(p, w);
-                worker_stop();
-            }
-        }
+        if (timeouts)
+            stamp(p, s, mp__now_ns(), w);
         __atomic_store_n(&s->elem, e, __ATOMIC_RELEASE);
         struct pool_relem *el = (void *)(w->ring + w->wpos % w->cap);
         size_t len = t->out_cap;
@@ -1074,7 +1084,10 @@ static int64_t check_timeouts(mp_pool *p)
         uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
         if ((st & POOL_ST_MASK) != POOL_ST_RUNNING)
             continue;
-        int64_t due = __atomic_load_n(&s->started, __ATOMIC_RELAXED) + p->tmo_ns;
+        int64_t started = __atomic_load_n(&s->started, __ATOMIC_ACQUIRE);
+        if (started == 0)
+            continue; /* waiting for us to consume its results */
+        int64_t due = started + p->tmo_ns;
         if (due > now) {
             if (due < next)
                 next = due;

@@ -1050,6 +1050,33 @@ static void initializer_crash_breaks_pool(void **state)
     assert_no_children();
 }
 
+/* Time a worker spends waiting for the creator to take its results (ring
+ * full while the creator is busy elsewhere) is not task time: no -ETIME. */
+static void waiting_for_creator_is_not_timed(void **state)
+{
+    (void)state;
+    enum { N = 40, SZ = 60000 };
+    mp_pool *p = new_pool(&(mp_pool_opts){ .processes = 2, .task_timeout_ms = 100 });
+    unsigned char *in = calloc(1, SZ), *out = malloc(SZ);
+    mp_result *r[N];
+    for (int i = 0; i < N; i++)
+        MP_ASSERT_OK(mp_pool_apply_async(p, echo, in, SZ, &r[i]));
+    /* the creator is busy elsewhere: the workers fill their result rings
+     * and wait (this sleep is the behaviour under test, not a sync) */
+    struct timespec ts = { 0, 300 * 1000000 };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    for (int i = 0; i < N; i++) {
+        size_t len = SZ;
+        MP_ASSERT_OK(mp_result_get(r[i], out, &len, 10000));
+        assert_int_equal(len, SZ);
+        mp_result_free(r[i]);
+    }
+    free(in);
+    free(out);
+    close_join_free(p);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(apply_square),
     cmocka_unit_test(many_async_before_get),
@@ -1077,6 +1104,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(timeout_races),
     cmocka_unit_test(join_feeds_unread_imap),
     cmocka_unit_test(initializer_crash_breaks_pool),
+    cmocka_unit_test(waiting_for_creator_is_not_timed),
 };
 
 MP_TEST_MAIN(tests)
