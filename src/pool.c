@@ -568,12 +568,12 @@ static int worker_main(void *arg)
     struct worker *wk = arg;
     mp_pool *p = wk->pool;
     struct pool_slot *s = &p->slots[wk->idx];
+    unsigned char *buf = malloc(p->tcap / 2);
+    if (!buf)
+        return 1; /* counts as a death in the initializer */
     if (p->o.initializer)
         p->o.initializer(p->o.initarg);
     __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
-    unsigned char *buf = malloc(p->tcap / 2);
-    if (!buf)
-        return 1;
     struct rw w = { .s = s, .ring = p->rrings + (size_t)wk->idx * p->rcap, .cap = p->rcap,
                     .tail = __atomic_load_n(&s->r_tail, __ATOMIC_ACQUIRE) };
     int done = 0;
