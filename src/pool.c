@@ -781,6 +781,10 @@ static void collect_ring(mp_pool *p, int i)
     unsigned char *ring = p->rrings + (size_t)i * p->rcap;
     while (head < tail) {
         const struct pool_rrec *r = (const void *)(ring + head % p->rcap);
+        if (MP__UNLIKELY(r->size == 0 || r->size % 8 || r->size > tail - head ||
+                         r->size > p->rcap - head % p->rcap))
+            mp__panic("pool: result ring of worker %d corrupted (a task wrote past its "
+                      "output buffer?)", i);
         if (r->type != POOL_REC_PAD)
             process_rec(p, r, r->count, r->size, false);
         head += r->size;
