@@ -1077,6 +1077,32 @@ static void waiting_for_creator_is_not_timed(void **state)
     close_join_free(p);
 }
 
+/* processes 0 is the online CPU count; many workers (more than poll's
+ * 63-fd limit: the pidfds live in one epoll set) all serve and all die. */
+static void default_and_many_workers(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(NULL);
+    int x = 5, y;
+    size_t len = sizeof y;
+    MP_ASSERT_OK(mp_pool_apply(p, square, &x, sizeof x, &y, &len));
+    assert_int_equal(y, 25);
+    close_join_free(p);
+    enum { W = 80, N = 4000 };
+    p = new_pool(&(mp_pool_opts){ .processes = W, .maxtasksperchild = 10 });
+    int *in = malloc(N * sizeof(int)), *out = malloc(N * sizeof(int));
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    MP_ASSERT_OK(mp_pool_map(p, square, in, sizeof(int), N, out, sizeof(int), 1));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(out[i], i * i);
+    free(in);
+    free(out);
+    MP_ASSERT_OK(mp_pool_terminate(p));
+    mp_pool_free(p);
+    assert_no_children();
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(apply_square),
     cmocka_unit_test(many_async_before_get),
@@ -1105,6 +1131,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(join_feeds_unread_imap),
     cmocka_unit_test(initializer_crash_breaks_pool),
     cmocka_unit_test(waiting_for_creator_is_not_timed),
+    cmocka_unit_test(default_and_many_workers),
 };
 
 MP_TEST_MAIN(tests)
