@@ -234,6 +234,8 @@ static void *z_open_rx(int id, int which)
     char ep[96];
     snprintf(ep, sizeof ep, "%s_%d", names[id], which);
     void *s = zmq_socket(zctx, ZMQ_PULL);
+    int ms = 10000; /* never hang the benchmark: a lost stop fails the run */
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
     if (zmq_bind(s, ep) != 0)
         return NULL;
     return s;
@@ -249,7 +251,7 @@ static long z_recv(void *h, void *buf, size_t cap) { return zmq_recv(h, buf, cap
 static void z_close_tx(void *h)
 {
     struct ztx *t = h;
-    int linger = -1;
+    int linger = 10000;
     for (int i = 0; i < t->n; i++) {
         zmq_setsockopt(t->s[i], ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(t->s[i]);

@@ -320,8 +320,8 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
     if (peer != UINT32_MAX && may_spin(peer)) {
         /* A producer spinning on a full ring waits for a quarter of it to
          * drain, not for the first free record: writing right behind the
-         * consumer would steal each cache line it is still reading (measured:
-         * 4 KiB messages ran 3x slower).  After the spin it takes any room. */
+         * consumer would steal each cache line it is still reading.  After
+         * the spin it takes any room, so this never blocks a put that fits. */
         int64_t until = mp__now_ns() + mp__queue_spin_ns;
         for (unsigned i = 1, pause = 1;; i++) {
             if (ready(r, what, rec, true))
