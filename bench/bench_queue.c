@@ -12,8 +12,10 @@
  *              CPU 0 and pong on CPU 0 (same) or CPU 1 (cross): p50 and p99
  * Each producer ends with one stop message per consumer; a consumer ends
  * after one stop per producer (FIFO per producer makes that exact).
- * "mproc-nospin" is mproc with its pre-sleep spin disabled, to show what the
- * spin buys.  MP_BENCH_QUICK=1 divides the message counts by 10.
+ * "mproc-nospin" is mproc with its pre-sleep spin disabled, and "mproc-nolag"
+ * mproc whose consumer takes a message the instant its spin sees it (no
+ * 300 ns lag behind the producer), to show what each choice buys.
+ * MP_BENCH_ONLY=<prefix> runs only the implementations whose name starts so.  MP_BENCH_QUICK=1 divides the message counts by 10.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +51,7 @@ void bench_boost_remove(const char *name);
 
 /* mproc's spin budget before sleeping (internal knob, src/internal/ring.h). */
 extern int64_t mp__queue_spin_ns;
+extern int64_t mp__queue_spin_lag_ns;
 
 #define MAXC 4
 #define STOP UINT64_MAX
@@ -93,6 +96,11 @@ static long m_recv(void *h, void *buf, size_t cap)
 static void m_close(void *h) { (void)h; }
 static void m_destroy(int id) { mp_queue_free(mq_q[id]); }
 static void m_spin(void) { mp__queue_spin_ns = spin_default; }
+static void m_nolag(void)
+{
+    mp__queue_spin_ns = spin_default;
+    mp__queue_spin_lag_ns = 0;
+}
 static void m_nospin(void) { mp__queue_spin_ns = 0; }
 
 /* POSIX mq, depth 128 */
@@ -234,6 +242,8 @@ static void *z_open_rx(int id, int which)
     char ep[96];
     snprintf(ep, sizeof ep, "%s_%d", names[id], which);
     void *s = zmq_socket(zctx, ZMQ_PULL);
+    int ms = 10000; /* never hang the benchmark: a lost stop fails the run */
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
     if (zmq_bind(s, ep) != 0)
         return NULL;
     return s;
@@ -249,7 +259,7 @@ static long z_recv(void *h, void *buf, size_t cap) { return zmq_recv(h, buf, cap
 static void z_close_tx(void *h)
 {
     struct ztx *t = h;
-    int linger = -1;
+    int linger = 10000;
     for (int i = 0; i < t->n; i++) {
         zmq_setsockopt(t->s[i], ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(t->s[i]);
@@ -291,6 +301,8 @@ static const tp transports[] = {
     { "mproc", true, m_create, m_open, m_open_rx, m_send, m_recv, m_close, m_close, m_destroy, m_spin, NULL },
     { "mproc-nospin", true, m_create, m_open, m_open_rx, m_send, m_recv, m_close, m_close, m_destroy,
       m_nospin, NULL },
+    { "mproc-nolag", true, m_create, m_open, m_open_rx, m_send, m_recv, m_close, m_close,
+      m_destroy, m_nolag, NULL },
     { "posix-mq", true, p_create, p_open, p_open_rx, p_send, p_recv, p_close, p_close, p_destroy, NULL, NULL },
     { "pipe", false, f_create, f_open, f_open_rx, f_send, f_recv, f_close, f_close, f_destroy, NULL, NULL },
 #ifdef BENCH_HAVE_ZMQ
@@ -617,6 +629,9 @@ int main(void)
     for (int r = 0; r < runs; r++) {
         for (int i = 0; i < NTP; i++) {
             const char *n = transports[i].name;
+            const char *only = getenv("MP_BENCH_ONLY");
+            if (only && *only && strncmp(n, only, strlen(only)) != 0)
+                continue;
             record(n, M_1TO1_64, throughput(i, 1, 1, 1000000 / div, 64, true));
             record(n, M_1TO1_4K, throughput(i, 1, 1, 200000 / div, 4096, true));
             record(n, M_2TO2_64, throughput(i, 2, 2, 1000000 / div, 64, false));
@@ -630,7 +645,9 @@ int main(void)
                 record(n, M_RTT_CROSS99, p99);
             }
         }
-        run_python(div, r == runs - 1);
+        const char *only = getenv("MP_BENCH_ONLY");
+        if (!only || !*only || strncmp("python", only, strlen(only)) == 0)
+            run_python(div, r == runs - 1);
         fprintf(stderr, "bench_queue: run %d/%d done\n", r + 1, runs);
     }
     double med[MAXIMPL][NMETRIC];
