@@ -21,6 +21,8 @@ struct mp_queue {
 };
 
 int64_t mp__queue_spin_ns = 20000;
+unsigned mp__queue_spin_backoff = 64;
+int64_t mp__queue_spin_lag_ns = 300;
 
 mp__ring *mp__queue_ring(struct mp_queue *q) { return q->r; }
 unsigned char *mp__queue_data(struct mp_queue *q) { return q->data; }
@@ -224,15 +226,35 @@ static void wake_word(uint32_t *word)
     }
 }
 
-/* Whether spinning can help: this process may run on more than one CPU.
- * sched_getaffinity is re-read at most every 50 ms (the benchmarks and users
- * pin processes after fork). */
-static bool may_spin(void)
+/* 1 + the CPU this thread runs on (glibc reads it from rseq: no syscall). */
+static inline uint32_t cpu_tag(void)
+{
+    int c = sched_getcpu();
+    return c < 0 ? 0 : (uint32_t)c + 1;
+}
+
+/* Records where this side last ran, writing the shared hint only when it
+ * changed (so the line stays clean in the common case). */
+static inline void note_cpu(uint32_t *hint)
+{
+    uint32_t c = cpu_tag();
+    if (__atomic_load_n(hint, __ATOMIC_RELAXED) != c)
+        __atomic_store_n(hint, c, __ATOMIC_RELAXED);
+}
+
+/* Whether spinning before sleeping can help: only when the peer that would
+ * end the wait can run at the same time as us.  peer_cpu is where the other
+ * side last ran: the same CPU as ours means it cannot run while we spin.
+ * With no hint yet, spin only if this process may use more than one CPU
+ * (sched_getaffinity, re-read at most every 50 ms: users pin after fork). */
+static bool may_spin(uint32_t peer_cpu)
 {
     static int ncpu_cache;
     static int64_t checked_at;
     if (mp__queue_spin_ns <= 0)
         return false;
+    if (peer_cpu != 0)
+        return peer_cpu != cpu_tag();
     int64_t now = mp__now_ns();
     if (now - __atomic_load_n(&checked_at, __ATOMIC_RELAXED) > 50000000 ||
         __atomic_load_n(&ncpu_cache, __ATOMIC_RELAXED) == 0) {
@@ -253,12 +275,19 @@ static bool data_ready(const mp__ring *r)
     return MP__IDX_NUM(t) != MP__IDX_NUM(h) || __atomic_load_n(&r->closed, __ATOMIC_SEQ_CST);
 }
 
-static bool space_ready(const mp__ring *r, uint32_t rec)
+/* Room for rec bytes and one more message; with slack, for a quarter of the
+ * ring (and of maxsize) more, see wait_for. */
+static bool space_ready(const mp__ring *r, uint32_t rec, bool slack)
 {
     uint64_t t = __atomic_load_n(&r->tail, __ATOMIC_SEQ_CST);
     uint64_t h = __atomic_load_n(&r->head, __ATOMIC_SEQ_CST);
-    return (r->size - (MP__IDX_POS(t) - MP__IDX_POS(h)) >= rec &&
-            (!r->maxsize || MP__IDX_NUM(t) - MP__IDX_NUM(h) < r->maxsize)) ||
+    uint32_t need = rec, limit = r->maxsize;
+    if (slack) {
+        need = rec > r->size / 4 ? rec : r->size / 4;
+        limit -= limit / 4;
+    }
+    return (r->size - (MP__IDX_POS(t) - MP__IDX_POS(h)) >= need &&
+            (!r->maxsize || MP__IDX_NUM(t) - MP__IDX_NUM(h) < limit)) ||
            __atomic_load_n(&r->closed, __ATOMIC_SEQ_CST);
 }
 
@@ -271,12 +300,31 @@ static bool join_ready(const mp__ring *r)
 
 enum { WAIT_DATA, WAIT_SPACE, WAIT_JOIN };
 
-static bool ready(const mp__ring *r, int what, uint32_t rec)
+static bool ready(const mp__ring *r, int what, uint32_t rec, bool slack)
 {
     switch (what) {
     case WAIT_DATA:  return data_ready(r);
-    case WAIT_SPACE: return space_ready(r, rec);
+    case WAIT_SPACE: return space_ready(r, rec, slack);
     default:         return join_ready(r);
+    }
+}
+
+/* A consumer that caught up by spinning lets the producer get ahead a
+ * little (up to mp__queue_spin_lag_ns, or until an eighth of the ring is
+ * filled) before it takes the message, so it does not read each record
+ * while the producer is writing the next one. */
+static void lag_behind(const mp__ring *r)
+{
+    int64_t until = mp__now_ns() + mp__queue_spin_lag_ns;
+    for (unsigned i = 1;; i++) {
+        cpu_relax();
+        if ((i & 3) == 0) {
+            uint64_t t = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
+            uint64_t h = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
+            if (MP__IDX_POS(t) - MP__IDX_POS(h) >= r->size / 8 ||
+                __atomic_load_n(&r->closed, __ATOMIC_RELAXED) || mp__now_ns() >= until)
+                return;
+        }
     }
 }
 
@@ -286,13 +334,26 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
 {
     if (dl->nowait)
         return -EAGAIN;
-    if (may_spin()) {
+    uint32_t peer = what == WAIT_DATA    ? __atomic_load_n(&r->pcpu, __ATOMIC_RELAXED)
+                    : what == WAIT_SPACE ? __atomic_load_n(&r->ccpu, __ATOMIC_RELAXED)
+                                         : UINT32_MAX; /* join: never spin */
+    if (peer != UINT32_MAX && may_spin(peer)) {
+        /* A producer spinning on a full ring waits for a quarter of it to
+         * drain, not for the first free record: writing right behind the
+         * consumer would steal each cache line it is still reading.  After
+         * the spin it takes any room, so this never blocks a put that fits. */
         int64_t until = mp__now_ns() + mp__queue_spin_ns;
-        for (unsigned i = 1;; i++) {
-            if (ready(r, what, rec))
+        for (unsigned i = 1, pause = 1;; i++) {
+            if (ready(r, what, rec, true)) {
+                if (what == WAIT_DATA && mp__queue_spin_lag_ns > 0)
+                    lag_behind(r);
                 return 0;
-            cpu_relax();
-            if ((i & 63) == 0 && mp__now_ns() >= until)
+            }
+            for (unsigned k = 0; k < pause; k++)
+                cpu_relax();
+            if (pause < mp__queue_spin_backoff)
+                pause <<= 1;
+            if ((i & 15) == 0 && mp__now_ns() >= until)
                 break;
         }
     }
@@ -305,9 +366,18 @@ static int wait_for(mp__ring *r, int what, uint32_t rec, const mp__deadline *dl)
             return 0; /* a waker moved it: re-check */
         w |= 1;
     }
-    if (ready(r, what, rec))
+    if (ready(r, what, rec, false))
         return 0;
-    return mp__wait_word(word, w, dl);
+    /* Sleep in slices of at most MP_SYNC_RESCUE_MS: a process killed between
+     * its commit and its wake-up (or between setting closed and waking)
+     * never leaves a sleeper waiting for good; the sleeper re-checks. */
+    mp__deadline slice = *dl;
+    int64_t rescue = mp__now_ns() + (int64_t)MP_SYNC_RESCUE_MS * 1000000;
+    bool sliced = slice.at_ns > rescue;
+    if (sliced)
+        slice.at_ns = rescue;
+    int rc = mp__wait_word(word, w, &slice);
+    return rc == -ETIMEDOUT && sliced ? 0 : rc;
 }
 
 /* ---- copying records in and out -------------------------------------------------- */
@@ -368,6 +438,7 @@ int mp_queue_put(mp_queue *q, const void *msg, size_t len, int timeout_ms)
                 copy_in(q, tpos + MP__RING_HDR, msg, (uint32_t)len);
             /* COMMIT: one seq_cst store publishes the whole record. */
             __atomic_store_n(&r->tail, MP__IDX(tpos + rec, tnum + 1), __ATOMIC_SEQ_CST);
+            note_cpu(&r->pcpu);
             side_unlock(&r->plock);
             wake_word(&r->data_word);
             return 0;
@@ -432,6 +503,7 @@ static int get_common(mp_queue *q, void *buf, size_t cap, void **allocp, size_t 
             /* COMMIT: the message leaves the ring only now. */
             __atomic_store_n(&r->head, MP__IDX(hpos + rec, MP__IDX_NUM(h) + 1),
                              __ATOMIC_SEQ_CST);
+            note_cpu(&r->ccpu);
             side_unlock(&r->clock);
             wake_word(&r->space_word);
             *len = mlen;

@@ -1,0 +1,40 @@
+# bench/bench_queue.cmake - optional peers for bench_queue: ZeroMQ (C) and
+# Boost.Interprocess message_queue (C++), each used only when its Debian
+# package (libzmq3-dev, libboost-dev) is installed; otherwise the peer is
+# skipped and the benchmark says so.
+find_package(PkgConfig QUIET)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(BENCH_ZMQ QUIET IMPORTED_TARGET libzmq)
+endif()
+if(BENCH_ZMQ_FOUND)
+  target_compile_definitions(${name} PRIVATE BENCH_HAVE_ZMQ)
+  target_link_libraries(${name} PRIVATE PkgConfig::BENCH_ZMQ)
+else()
+  message(STATUS "bench_queue: ZeroMQ (libzmq3-dev) not found: peer skipped")
+endif()
+
+include(CheckLanguage)
+check_language(CXX)
+set(_bench_boost OFF)
+if(CMAKE_CXX_COMPILER)
+  enable_language(CXX)
+  include(CheckIncludeFileCXX)
+  check_include_file_cxx(boost/interprocess/ipc/message_queue.hpp BENCH_HAVE_BOOST_MQ)
+  if(BENCH_HAVE_BOOST_MQ)
+    set(_bench_boost ON)
+  endif()
+endif()
+if(_bench_boost)
+  find_package(Threads REQUIRED)
+  target_sources(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/peers/boost_mq.cpp)
+  set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/peers/boost_mq.cpp
+    PROPERTIES COMPILE_OPTIONS "-O2")
+  target_compile_definitions(${name} PRIVATE BENCH_HAVE_BOOST)
+  target_link_libraries(${name} PRIVATE Threads::Threads rt)
+else()
+  message(STATUS "bench_queue: Boost.Interprocess (libboost-dev) or a C++ compiler not found: peer skipped")
+endif()
+target_link_libraries(${name} PRIVATE rt)
+target_compile_definitions(${name} PRIVATE BENCH_PY_DIR="${CMAKE_CURRENT_SOURCE_DIR}/py")
+# bench/CMakeLists.txt does not define _GNU_SOURCE, which bench.h needs (CPU_SET).
+target_compile_definitions(${name} PRIVATE _GNU_SOURCE)
