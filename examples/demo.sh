@@ -6,13 +6,15 @@ set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 export MP_DEMO=1
+bold='' plain=''
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
 status=0
 shopt -s nullglob
 for src in "$here"/[0-9]*.c; do
     name=$(basename "$src" .c)
     exe="$build/examples/ex_$name"
     title=$(head -n 1 "$src" | sed -e 's|^/\* *||' -e 's| *\*/$||')
-    printf '\n\033[1m==== %s\033[0m\n' "$title"
+    printf '\n%s==== %s%s\n' "$bold" "$title" "$plain"
     if [ ! -x "$exe" ]; then
         echo "demo: $exe was not built" >&2
         exit 1
