@@ -202,14 +202,12 @@ static void wrap_around(void **state)
     unsigned seed = 1, rseed = 1;
     for (int round = 0; round < 20000; round++) {
         int burst = 1 + round % 4;
-        unsigned s = seed;
         for (int k = 0; k < burst; k++) {
             size_t n = rand_r(&seed) % 120;
             for (size_t i = 0; i < n; i++)
                 in[i] = (unsigned char)(n + i + (unsigned)round);
             MP_ASSERT_OK(mp_queue_put(q, in, n, 0));
         }
-        (void)s;
         for (int k = 0; k < burst; k++) {
             size_t want = rand_r(&rseed) % 120, len;
             MP_ASSERT_OK(mp_queue_get(q, out, sizeof out, &len, 0));
