@@ -99,9 +99,21 @@ static inline const char *bench_python(void)
     return p && *p ? p : "python3";
 }
 
-/* Runs a command that prints "@bench ... metric=<metric> value=<v> ..." lines,
- * echoes its output, and returns the value of the first line whose metric
- * matches (or -1 if there is none or the command failed). */
+/* The directory of the Python peers: $MP_BENCH_PY_DIR, else bench/py in the
+ * source tree (BENCH_PY_DIR, set by bench/CMakeLists.txt). */
+#ifndef BENCH_PY_DIR
+#define BENCH_PY_DIR "bench/py"
+#endif
+static inline const char *bench_py_dir(void)
+{
+    const char *d = getenv("MP_BENCH_PY_DIR");
+    return d && *d ? d : BENCH_PY_DIR;
+}
+
+/* Runs a command that prints "@bench ... metric=<metric> value=<v> ..." lines
+ * and returns the value of the first line whose metric matches (or -1 if
+ * there is none or the command failed).  Its output is echoed as comments
+ * ("# peer: ..."): the caller reports the median of its runs itself. */
 static inline double bench_run_peer(const char *cmd, const char *metric)
 {
     FILE *f = popen(cmd, "r");
@@ -111,7 +123,7 @@ static inline double bench_run_peer(const char *cmd, const char *metric)
     double v = -1;
     snprintf(want, sizeof want, " metric=%s ", metric);
     while (fgets(line, sizeof line, f)) {
-        fputs(line, stdout);
+        printf("# peer: %s", line);
         const char *m = strstr(line, want), *val;
         if (v < 0 && m && (val = strstr(line, " value=")) != NULL)
             v = atof(val + 7);

@@ -24,9 +24,6 @@
 
 #include "bench.h"
 
-#ifndef BENCH_PY_DIR_FALLBACK
-#define BENCH_PY_DIR_FALLBACK "bench/py"
-#endif
 
 enum impl { MP_LOCK, PT_MUTEX, PT_ROBUST, SEM_T, ATOMIC, NIMPL };
 static const char *names[NIMPL] = { "mp_lock", "pthread_mutex", "pthread_mutex_robust",
@@ -151,10 +148,8 @@ int main(void)
     pthread_mutexattr_destroy(&a);
     sem_init(&S->sem, 1, 1);
 
-    const char *dir = getenv("MP_BENCH_PY_DIR");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s/lock.py %ld 1 run", bench_python(),
-             dir && *dir ? dir : BENCH_PY_DIR_FALLBACK, iters);
+    snprintf(cmd, sizeof cmd, "%s %s/lock.py %ld 1 run", bench_python(), bench_py_dir(), iters);
 
     double rate[NIMPL + 1][64];
     int nrun = runs > 64 ? 64 : runs;

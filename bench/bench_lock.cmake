@@ -1,6 +1,3 @@
-# bench_lock: pthread for the peer mutex, and where bench/py/lock.py lives
-# when $MP_BENCH_PY_DIR is unset.
+# bench_lock: pthread for the process-shared pthread_mutex_t peer.
 find_package(Threads REQUIRED)
 target_link_libraries(${name} PRIVATE Threads::Threads)
-target_compile_definitions(${name} PRIVATE BENCH_PY_DIR_FALLBACK="${CMAKE_CURRENT_SOURCE_DIR}/py"
-  _GNU_SOURCE)

@@ -37,9 +37,6 @@
 
 #include "bench.h"
 
-#ifndef BENCH_PY_DIR_FALLBACK
-#define BENCH_PY_DIR_FALLBACK "bench/py"
-#endif
 
 enum impl { MPROC, RAW_PIPE, SOCKETPAIR, POSIX_MQ, PYTHON, NIMPL };
 static const char *names[NIMPL] = { "mp_pipe", "raw_pipe", "socketpair", "posix_mq",
@@ -274,8 +271,7 @@ static void bulk_driver(enum impl k, int cpu_s, int cpu_r, result *res)
 
 static const char *py_dir(void)
 {
-    const char *dir = getenv("MP_BENCH_PY_DIR");
-    return dir && *dir ? dir : BENCH_PY_DIR_FALLBACK;
+    return bench_py_dir();
 }
 
 /* Runs the Python peer once; reads the values of the metrics it prints. */

@@ -73,10 +73,9 @@ static void run_mproc(int procs, int *in, int *out, mp_result **rs, double v[3])
 /* One Python run; parses its @bench lines.  0, or -1 if it failed. */
 static int run_python(int procs, double v[3], long *rss)
 {
-    const char *dir = getenv("MP_BENCH_PY_DIR");
     char cmd[PATH_MAX + 128];
-    snprintf(cmd, sizeof cmd, "%s %s/pool.py %d %d %d", bench_python(),
-             dir && *dir ? dir : MP_BENCH_SRC_DIR "/py", procs, MAP_N, APPLY_N);
+    snprintf(cmd, sizeof cmd, "%s %s/pool.py %d %d %d", bench_python(), bench_py_dir(), procs,
+             MAP_N, APPLY_N);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;

@@ -29,9 +29,6 @@
 
 #include "bench.h"
 
-#ifndef BENCH_PY_DIR_FALLBACK
-#define BENCH_PY_DIR_FALLBACK "bench/py"
-#endif
 
 static int env_int(const char *name, int dflt)
 {
@@ -111,12 +108,13 @@ static double run_mproc(int n)
 {
     int64_t t0 = bench_now_ns();
     for (int i = 0; i < n; i++) {
-        mp_process *p;
-        int code = -1;
-        if (mp_process_new(&p, nothing, NULL, NULL) < 0)
-            return -1;
-        if (mp_process_start(p) < 0 || mp_process_join(p, MP_FOREVER) < 0 ||
-            mp_process_exitcode(p, &code) < 0 || code != 0) {
+        mp_process *p = NULL;
+        int code = -1, rc;
+        if ((rc = mp_process_new(&p, nothing, NULL, NULL)) < 0 ||
+            (rc = mp_process_start(p)) < 0 || (rc = mp_process_join(p, MP_FOREVER)) < 0 ||
+            (rc = mp_process_exitcode(p, &code)) < 0 || code != 0) {
+            fprintf(stderr, "bench_process: mproc process %d: %s (exit code %d)\n", i,
+                    mp_err_name(rc), code);
             mp_process_free(p);
             return -1;
         }
@@ -129,10 +127,8 @@ static double run_mproc(int n)
  * is reported below), and its peak RSS in *rss_kib. */
 static double run_python(int n, long *rss_kib)
 {
-    const char *dir = getenv("MP_BENCH_PY_DIR");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s '%s/process.py' %d", bench_python(),
-             dir && *dir ? dir : BENCH_PY_DIR_FALLBACK, n);
+    snprintf(cmd, sizeof cmd, "%s '%s/process.py' %d", bench_python(), bench_py_dir(), n);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -177,7 +173,8 @@ int main(void)
             raw[r] = run_raw(n);
         }
         if (raw[r] < 0 || hs[r] < 0 || mp[r] < 0) {
-            fprintf(stderr, "bench_process: a run failed\n");
+            fprintf(stderr, "bench_process: run %d failed (raw %.0f, handshake %.0f, mproc %.0f)\n",
+                    r + 1, raw[r], hs[r], mp[r]);
             return 1;
         }
         double v = run_python(npy, &py_rss);

@@ -590,10 +590,8 @@ static void record(const char *impl, int m, double v)
 /* Runs the Python peers once and records their @bench lines. */
 static void run_python(long scale, bool last)
 {
-    const char *dir = getenv("MP_BENCH_PY_DIR");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s/queue.py %ld", bench_python(), dir && *dir ? dir : BENCH_PY_DIR,
-             scale);
+    snprintf(cmd, sizeof cmd, "%s %s/queue.py %ld", bench_python(), bench_py_dir(), scale);
     FILE *f = popen(cmd, "r");
     if (!f)
         return;

@@ -35,6 +35,3 @@ else()
   message(STATUS "bench_queue: Boost.Interprocess (libboost-dev) or a C++ compiler not found: peer skipped")
 endif()
 target_link_libraries(${name} PRIVATE rt)
-target_compile_definitions(${name} PRIVATE BENCH_PY_DIR="${CMAKE_CURRENT_SOURCE_DIR}/py")
-# bench/CMakeLists.txt does not define _GNU_SOURCE, which bench.h needs (CPU_SET).
-target_compile_definitions(${name} PRIVATE _GNU_SOURCE)

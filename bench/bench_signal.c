@@ -11,11 +11,6 @@
  *   signal; Python: signal.sigwait on a blocked signal (signal.pause()
  *   would race).
  */
-/* bench.h needs sched_setaffinity; bench/CMakeLists.txt does not define
- * _GNU_SOURCE (reported), so this file does until it does. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include "bench.h"
 
 #include <mproc.h>
@@ -160,19 +155,8 @@ static double pingpong_raw(void)
 
 static double python_peer(const char *metric)
 {
-    /* $MP_BENCH_PY_DIR, else py/ next to this source file */
-    const char *dir = getenv("MP_BENCH_PY_DIR");
-    char fallback[512], cmd[1024];
-    if (!dir || !*dir) {
-        snprintf(fallback, sizeof fallback, "%s", __FILE__);
-        char *slash = strrchr(fallback, '/');
-        if (slash)
-            strcpy(slash, "/py");
-        else
-            strcpy(fallback, "py");
-        dir = fallback;
-    }
-    snprintf(cmd, sizeof cmd, "%s %s/signal.py %s %d %d", bench_python(), dir, metric,
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s/signal.py %s %d %d", bench_python(), bench_py_dir(), metric,
              DISPATCH_N / 4, PINGPONG_N / 4);
     return bench_run_peer(cmd, metric);
 }

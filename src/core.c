@@ -85,15 +85,26 @@ static struct timespec deadline_ts(const mp__deadline *dl)
 
 /* ---- futex ---------------------------------------------------------------- */
 
+/* The absolute timeout of a futex call: *tsp = NULL when the deadline is
+ * forever; returns the expiry code if it already passed, else 0. */
+static int futex_timeout(const mp__deadline *dl, struct timespec *ts, struct timespec **tsp)
+{
+    *tsp = NULL;
+    if (mp__deadline_forever(dl))
+        return 0;
+    if (mp__deadline_expired(dl))
+        return mp__deadline_code(dl);
+    *ts = deadline_ts(dl);
+    *tsp = ts;
+    return 0;
+}
+
 int mp__futex_wait(uint32_t *addr, uint32_t expected, const mp__deadline *dl)
 {
-    struct timespec ts, *tsp = NULL;
-    if (!mp__deadline_forever(dl)) {
-        if (mp__deadline_expired(dl))
-            return mp__deadline_code(dl);
-        ts = deadline_ts(dl);
-        tsp = &ts;
-    }
+    struct timespec ts, *tsp;
+    int expired = futex_timeout(dl, &ts, &tsp);
+    if (expired)
+        return expired;
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (no
      * FUTEX_CLOCK_REALTIME flag), which is exactly our deadline. */
     long rc = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL,
@@ -140,13 +151,10 @@ static int futex_waitv2(uint32_t *addr, uint32_t expected, uint32_t sig_seen,
         { .val = expected, .uaddr = (uintptr_t)addr, .flags = FUTEX_32 },
         { .val = sig_seen, .uaddr = (uintptr_t)&mp__sig_word, .flags = FUTEX_32 },
     };
-    struct timespec ts, *tsp = NULL;
-    if (!mp__deadline_forever(dl)) {
-        if (mp__deadline_expired(dl))
-            return mp__deadline_code(dl);
-        ts = deadline_ts(dl);
-        tsp = &ts;
-    }
+    struct timespec ts, *tsp;
+    int expired = futex_timeout(dl, &ts, &tsp);
+    if (expired)
+        return expired;
     long rc = syscall(SYS_futex_waitv, w, 2, 0, tsp, CLOCK_MONOTONIC);
     if (rc >= 0)
         return rc == 1 ? 1 : 0;

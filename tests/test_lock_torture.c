@@ -37,13 +37,6 @@ struct torture {
 
 static struct torture *T;
 
-static void *shared(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(p != MAP_FAILED);
-    return p;
-}
-
 /* The body every primitive runs: LOCK(timeout) evaluates to an rc, UNLOCK()
  * to an rc; OWNER() is the pid of the current holder, 0 if none. */
 #define DEFINE_WORKER(name, LOCK, UNLOCK)                                         \
@@ -179,7 +172,7 @@ static void sem_repair(int live)
 
 static void torture(enum kind k, int (*worker)(void *))
 {
-    T = shared(sizeof *T);
+    T = mp_test_shared(sizeof *T);
     MP_ASSERT_OK(mp_lock_init(&T->lock));
     MP_ASSERT_OK(mp_rlock_init(&T->rlock));
     MP_ASSERT_OK(mp_sem_init(&T->sem, 1, 1));

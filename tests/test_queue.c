@@ -12,35 +12,6 @@
 
 #include "internal/ring.h"
 
-static void *shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(p != MAP_FAILED);
-    return p;
-}
-
-/* Waits (bounded) until pid sleeps in the kernel: /proc/pid/stat state 'S'. */
-static void await_sleeping(pid_t pid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int64_t end = mp_test_now_ms() + 10000;
-    for (;;) {
-        int fd = open(path, O_RDONLY);
-        assert_true(fd >= 0);
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        assert_true(n > 0);
-        buf[n] = 0;
-        const char *p = strrchr(buf, ')');
-        if (p && p[2] == 'S')
-            return;
-        if (mp_test_now_ms() > end)
-            fail_msg("process %d never went to sleep", (int)pid);
-        poll(NULL, 0, 1);
-    }
-}
-
 static void exited_ok(pid_t pid)
 {
     int st = mp_test_waitpid(pid, 20000);
@@ -428,7 +399,7 @@ static void close_wakes_blocked_getters(void **state)
     for (int i = 0; i < 3; i++)
         kids[i] = mp_test_fork(blocked_getter, NULL);
     for (int i = 0; i < 3; i++)
-        await_sleeping(kids[i]);
+        assert_true(mp_test_pid_sleeping(kids[i], 10000));
     int64_t t0 = mp_test_now_ms();
     MP_ASSERT_OK(mp_queue_close(gq));
     for (int i = 0; i < 3; i++)
@@ -453,7 +424,7 @@ static void close_wakes_blocked_putters(void **state)
     for (int i = 0; i < 2; i++)
         kids[i] = mp_test_fork(blocked_putter, NULL);
     for (int i = 0; i < 2; i++)
-        await_sleeping(kids[i]);
+        assert_true(mp_test_pid_sleeping(kids[i], 10000));
     MP_ASSERT_OK(mp_queue_close(gq));
     for (int i = 0; i < 2; i++)
         exited_ok(kids[i]);
@@ -472,12 +443,12 @@ static void getter_killed_while_waiting(void **state)
     (void)state;
     MP_ASSERT_OK(mp_queue_new(&gq, NULL));
     pid_t k = mp_test_fork(blocked_getter, NULL);
-    await_sleeping(k);
+    assert_true(mp_test_pid_sleeping(k, 10000));
     kill(k, SIGKILL);
     int st = mp_test_waitpid(k, 5000);
     assert_true(WIFSIGNALED(st));
     pid_t k2 = mp_test_fork(blocked_getter, NULL);
-    await_sleeping(k2);
+    assert_true(mp_test_pid_sleeping(k2, 10000));
     MP_ASSERT_OK(mp_queue_put(gq, "m", 1, 0));
     /* the live getter got the message (returns 1: not MP_EOF) */
     st = mp_test_waitpid(k2, 10000);
@@ -500,7 +471,7 @@ static void join_across_processes(void **state)
     for (int i = 0; i < 3; i++)
         MP_ASSERT_OK(mp_queue_put(gq, &i, sizeof i, 0));
     pid_t k = mp_test_fork(join_waiter, NULL);
-    await_sleeping(k);
+    assert_true(mp_test_pid_sleeping(k, 10000));
     for (int i = 0; i < 3; i++) {
         int v;
         size_t len;
@@ -575,7 +546,7 @@ static int consumer(void *arg)
 static void mpmc_4x4_sequences(void **state)
 {
     (void)state;
-    seen = shared(NPROD * PER_PROD);
+    seen = mp_test_shared(NPROD * PER_PROD);
     MP_ASSERT_OK(mp_queue_new(&gq, &(mp_queue_opts){ .capacity = 4096 }));
     pid_t p[NPROD], c[NCONS];
     for (int i = 0; i < NCONS; i++)

@@ -15,34 +15,6 @@
 
 static mp_queue *gq;
 
-static void *shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(p != MAP_FAILED);
-    return p;
-}
-
-static void await_sleeping(pid_t pid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int64_t end = mp_test_now_ms() + 10000;
-    for (;;) {
-        int fd = open(path, O_RDONLY);
-        assert_true(fd >= 0);
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        assert_true(n > 0);
-        buf[n] = 0;
-        const char *p = strrchr(buf, ')');
-        if (p && p[2] == 'S')
-            return;
-        if (mp_test_now_ms() > end)
-            fail_msg("process %d never went to sleep", (int)pid);
-        poll(NULL, 0, 1);
-    }
-}
-
 static void killed_by_sigkill(pid_t pid)
 {
     int st = mp_test_waitpid(pid, 10000);
@@ -166,7 +138,7 @@ static void producer_killed_between_commit_and_wake(void **state)
     (void)state;
     MP_ASSERT_OK(mp_queue_new(&gq, NULL));
     pid_t g = mp_test_fork(getter, NULL);
-    await_sleeping(g);
+    assert_true(mp_test_pid_sleeping(g, 10000));
     int64_t t0 = mp_test_now_ms();
     killed_by_sigkill(mp_test_fork(die_after_commit, NULL));
     exited_ok(g);
@@ -283,7 +255,7 @@ static int t_consumer(void *arg)
 static void random_sigkills(void **state)
 {
     (void)state;
-    tt = shared(sizeof *tt);
+    tt = mp_test_shared(sizeof *tt);
     MP_ASSERT_OK(mp_queue_new(&gq, &(mp_queue_opts){ .capacity = 2048 }));
     struct who who[SLOTS_P + SLOTS_C];
     pid_t pid[SLOTS_P + SLOTS_C];

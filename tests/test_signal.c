@@ -63,36 +63,6 @@ static void block(int sig, bool on)
     assert_int_equal(pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL), 0);
 }
 
-/* Waits (polling /proc, 1 ms steps, bounded) until pid's main thread is
- * asleep: the way a helper knows its target is inside a blocking wait,
- * without sleeping for a guessed time.  Returns false after 10 s. */
-static bool await_sleeping_path(const char *path)
-{
-    char buf[512];
-    for (int i = 0; i < 10000; i++) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return false;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            char *p = strrchr(buf, ')');
-            if (p && p[1] == ' ' && p[2] == 'S')
-                return true;
-        }
-        poll(NULL, 0, 1);
-    }
-    return false;
-}
-
-static bool await_sleeping(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    return await_sleeping_path(path);
-}
-
 /* A helper child: waits for the go byte, then sends `count` signals `sig` to
  * `target`, each once the target sleeps (if `when_asleep`). */
 struct sender {
@@ -108,7 +78,7 @@ static int sender_main(void *arg)
     struct sender *s = arg;
     mp_test_await(s->go, 10000);
     for (int i = 0; i < s->count; i++) {
-        if (s->when_asleep && !await_sleeping(s->target))
+        if (s->when_asleep && !mp_test_pid_sleeping(s->target, 10000))
             return 2;
         while (kill(s->target, s->sig) != 0)
             if (errno != EAGAIN) /* the real-time queue is full: retry */
@@ -1267,7 +1237,7 @@ static void handler_runs_in_dispatching_thread(void **state)
     mp_test_await(w.ready, 10000);
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)w.tid);
-    assert_true(await_sleeping_path(path)); /* the thread sleeps in its wait */
+    assert_true(mp_test_stat_sleeping(path, 10000)); /* the thread sleeps in its wait */
     raise(SIGUSR1); /* runs the async handler in this (main) thread */
     assert_int_equal(pthread_join(t, NULL), 0);
     MP_ASSERT_ERR(w.rc, -EINTR);
@@ -1316,7 +1286,7 @@ static void wait_in_one_thread_leaves_others(void **state)
     mp_test_await(w.ready, 10000);
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)w.tid);
-    assert_true(await_sleeping_path(path));
+    assert_true(mp_test_stat_sleeping(path, 10000));
     raise(SIGUSR2);
     raise(SIGUSR1);
     /* both are delivered to this thread before pthread_sigmask returns */

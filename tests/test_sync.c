@@ -15,13 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void *shared(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(p != MAP_FAILED);
-    return p;
-}
-
 static void unmap_shared(void *p, size_t size)
 {
     assert_int_equal(munmap(p, size), 0);
@@ -154,7 +147,7 @@ static int hold_and_wait(void *arg)
 static void lock_timeouts(void **state)
 {
     (void)state;
-    struct holder_arg *h = shared(4096);
+    struct holder_arg *h = mp_test_shared(4096);
     h->l = (mp_lock *)((char *)h + 256);
     MP_ASSERT_OK(mp_lock_init(h->l));
     mp_test_pipe(h->fds);
@@ -178,7 +171,7 @@ static void lock_timeouts(void **state)
 static void lock_owner_dies(void **state)
 {
     (void)state;
-    struct holder_arg *h = shared(4096);
+    struct holder_arg *h = mp_test_shared(4096);
     h->l = (mp_lock *)((char *)h + 256);
     h->pm = (pthread_mutex_t *)((char *)h + 512);
     pthread_mutexattr_t a;
@@ -242,7 +235,7 @@ static int lock_waiter(void *arg)
 static void lock_owner_dies_with_waiters(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct holder_arg *h = (struct holder_arg *)mem;
     struct waiter_arg *w = (struct waiter_arg *)(mem + 128);
     h->l = w->l = (mp_lock *)(mem + 512);
@@ -329,7 +322,7 @@ static int fork_child(void *arg)
 static void lock_fork_child(void **state)
 {
     (void)state;
-    struct fork_arg *f = shared(4096);
+    struct fork_arg *f = mp_test_shared(4096);
     f->a = (mp_lock *)((char *)f + 256);
     f->b = (mp_lock *)((char *)f + 512);
     MP_ASSERT_OK(mp_lock_init(f->a));
@@ -394,7 +387,7 @@ static int count_worker(void *arg)
 static void lock_counts_exactly(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct count_arg *c = (struct count_arg *)mem;
     c->l = (mp_lock *)(mem + 256);
     c->counter = (long *)(mem + 512);
@@ -446,7 +439,7 @@ static int rhold_and_wait(void *arg)
 static void rlock_other_process(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct rhold_arg *h = (struct rhold_arg *)mem;
     h->l = (mp_rlock *)(mem + 256);
     MP_ASSERT_OK(mp_rlock_init(h->l));
@@ -474,7 +467,7 @@ static void rlock_other_process(void **state)
 static void rlock_counts_exactly(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct count_arg *c = (struct count_arg *)mem;
     c->rl = (mp_rlock *)(mem + 256);
     c->counter = (long *)(mem + 512);
@@ -540,7 +533,7 @@ static int no_syscalls_child(void *arg)
 static void uncontended_no_syscall(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     MP_ASSERT_OK(mp_lock_init((mp_lock *)mem));
     MP_ASSERT_OK(mp_rlock_init((mp_rlock *)(mem + 64)));
     MP_ASSERT_OK(mp_sem_init((mp_sem *)(mem + 128), 1, 1));
@@ -587,7 +580,7 @@ static void signals_do_not_shorten_waits(void **state)
     struct sigaction sa = { .sa_handler = on_usr1 }, old;
     sigemptyset(&sa.sa_mask);
     assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0); /* no SA_RESTART */
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct pester_arg *p = (struct pester_arg *)mem;
     p->target = getpid();
     p->stop = (int *)(mem + 64);
@@ -694,7 +687,7 @@ static void wait_sleepers(uint32_t *count, uint32_t n)
 static void sem_cross_process(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct sem_arg *a = (struct sem_arg *)mem;
     a->s = (mp_sem *)(mem + 128);
     a->got = (int *)(mem + 256);
@@ -770,7 +763,7 @@ static int ev_waiter(void *arg)
 static void event_wakes_all(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct ev_arg *a = (struct ev_arg *)mem;
     a->e = (mp_event *)(mem + 128);
     MP_ASSERT_OK(mp_event_init(a->e));
@@ -876,7 +869,7 @@ static void wait_int(int *p, int want)
 static void cond_notify_exact(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct cv_arg *a = (struct cv_arg *)mem;
     a->c = (mp_cond *)(mem + 128);
     a->l = (mp_lock *)(mem + 256);
@@ -944,7 +937,7 @@ static int cv_notify_and_die(void *arg)
 static void cond_notifier_dies_holding_lock(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct cv_arg *a = (struct cv_arg *)mem;
     a->c = (mp_cond *)(mem + 128);
     a->l = (mp_lock *)(mem + 256);
@@ -1030,7 +1023,7 @@ static int consumer(void *arg)
 static void cond_producer_consumer(void **state)
 {
     (void)state;
-    struct pc *q = shared(4096);
+    struct pc *q = mp_test_shared(4096);
     MP_ASSERT_OK(mp_lock_init(&q->l));
     MP_ASSERT_OK(mp_cond_init(&q->nonempty));
     MP_ASSERT_OK(mp_cond_init(&q->nonfull));
@@ -1076,7 +1069,7 @@ static void barrier_rounds(void **state)
 {
     (void)state;
     enum { P = 3, R = 200 };
-    char *mem = shared(16384);
+    char *mem = mp_test_shared(16384);
     mp_barrier *b = (mp_barrier *)mem;
     MP_ASSERT_OK(mp_barrier_init(b, P));
     struct br_arg *args = (struct br_arg *)(mem + 64);
@@ -1148,7 +1141,7 @@ static void wait_arrived(mp_barrier *b, uint32_t n)
 static void barrier_timeout_breaks(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct brk_arg *a = (struct brk_arg *)mem;
     a->b = (mp_barrier *)(mem + 128);
     a->rc = (int *)(mem + 256);
@@ -1186,7 +1179,7 @@ static void barrier_timeout_breaks(void **state)
 static void barrier_abort_reset(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct brk_arg *a = (struct brk_arg *)mem;
     a->b = (mp_barrier *)(mem + 128);
     a->rc = (int *)(mem + 256);
@@ -1226,7 +1219,7 @@ static void barrier_abort_reset(void **state)
 static void barrier_dead_waiter(void **state)
 {
     (void)state;
-    char *mem = shared(4096);
+    char *mem = mp_test_shared(4096);
     struct brk_arg *a = (struct brk_arg *)mem;
     a->b = (mp_barrier *)(mem + 128);
     a->rc = (int *)(mem + 256);
@@ -1296,7 +1289,7 @@ static int rescue_sleeper(void *arg)
 static void rescue_lost_wakeups(void **state)
 {
     (void)state;
-    struct rescue *r = shared(4096);
+    struct rescue *r = mp_test_shared(4096);
     mp_test_pipe(r->ready);
     for (int which = 0; which < 4; which++) {
         MP_ASSERT_OK(mp_lock_init(&r->l));
@@ -1380,21 +1373,7 @@ static int kicker(void *arg)
     mp_test_await(k->go, 10000);
     /* signal it once it sleeps (either order gives -EINTR; this one tests
      * the interrupted sleep) */
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)k->target);
-    int64_t end = mp_test_now_ms() + 10000;
-    while (mp_test_now_ms() < end) {
-        FILE *f = fopen(path, "r");
-        if (!f)
-            break;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *st = strrchr(buf, ')');
-        if (st && st[1] == ' ' && st[2] == 'S')
-            break;
-        sched_yield();
-    }
+    mp_test_pid_sleeping(k->target, 10000);
     kill(k->target, SIGUSR2);
     return 0;
 }
@@ -1407,7 +1386,7 @@ static void handler_interrupts_waits(void **state)
     assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
     int (*saved)(void) = mp__sig_run;
     mp__sig_run = fake_sig_run; /* what mp_signal_on() installs */
-    struct kicker_arg *k = shared(4096);
+    struct kicker_arg *k = mp_test_shared(4096);
     k->target = getpid();
     mp_test_pipe(k->go);
     struct holder_arg *h = (struct holder_arg *)((char *)k + 256);

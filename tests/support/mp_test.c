@@ -2,6 +2,8 @@
 #include "mp_test.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -67,6 +69,42 @@ int mp_test_waitpid(pid_t pid, int timeout_ms)
         /* a bounded poll on nothing: sleep 1 ms between checks */
         poll(NULL, 0, 1);
     }
+}
+
+void *mp_test_shared(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        fail_msg("mmap(%zu): %s", n, strerror(errno));
+    return p;
+}
+
+bool mp_test_stat_sleeping(const char *stat_path, int timeout_ms)
+{
+    int64_t end = mp_test_now_ms() + timeout_ms;
+    char buf[512];
+    do {
+        int fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return false;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+            if (p && p[1] == ' ' && p[2] == 'S')
+                return true;
+        }
+        poll(NULL, 0, 1);
+    } while (mp_test_now_ms() < end);
+    return false;
+}
+
+bool mp_test_pid_sleeping(pid_t pid, int timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return mp_test_stat_sleeping(path, timeout_ms);
 }
 
 void mp_test_pipe(int fds[2])

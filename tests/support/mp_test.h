@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,18 @@ pid_t mp_test_fork(int (*fn)(void *), void *arg);
 /* Waits for a raw child with a bound: returns its wait status, or fails the
  * test (killing the child) if it has not exited after timeout_ms. */
 int mp_test_waitpid(pid_t pid, int timeout_ms);
+
+/* Zeroed MAP_SHARED anonymous memory, shared with children forked after;
+ * fails the test if mmap fails.  Release with munmap. */
+void *mp_test_shared(size_t n);
+
+/* Polls (1 ms steps, bounded by timeout_ms) until the task whose /proc stat
+ * file is stat_path, or process pid, is asleep in the kernel (state 'S'):
+ * how a test knows its target entered a blocking wait without sleeping for
+ * a guessed time.  Returns false on timeout; never fails the test, so it
+ * may run in a child. */
+bool mp_test_stat_sleeping(const char *stat_path, int timeout_ms);
+bool mp_test_pid_sleeping(pid_t pid, int timeout_ms);
 
 /* A pipe used to synchronise processes without sleeps:
  * mp_test_signal(fds) writes one byte, mp_test_await(fds, ms) reads one
