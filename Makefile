@@ -46,9 +46,9 @@ install: deps-test
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 asan: deps-test
-	@$(call configure,build-asan,-DMPROC_SANITIZER=address$(,)undefined -DCMAKE_BUILD_TYPE=Debug)
+	@$(call configure,build-asan,-DMPROC_SANITIZER=address$(,)undefined -DCMAKE_BUILD_TYPE=Debug -DMP_TEST_TIMEOUT_MULTIPLIER=3)
 	cmake --build build-asan -j$(JOBS)
-	cd build-asan && MP_TEST_TIMEOUT_MULTIPLIER=3 ctest --output-on-failure -j$(CTEST_JOBS)
+	cd build-asan && ctest --output-on-failure -j$(CTEST_JOBS)
 
 clang: deps-test
 	@$(call configure,build-clang,-DCMAKE_C_COMPILER=clang)
