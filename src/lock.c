@@ -286,16 +286,23 @@ static inline bool owned_by_me(const uint32_t *word)
 
 /* ---- mp_lock -------------------------------------------------------------- */
 
-int mp_lock_init(mp_lock *l)
+/* Zeroes a lock of either kind (all-zero is unlocked) once this thread can
+ * use robust locks at all. */
+static int robust_init(void *l, size_t size)
 {
     if (!l)
         return -EINVAL;
     int rc = thread_ready();
     if (rc < 0)
         return rc;
-    memset(l, 0, sizeof *l);
+    memset(l, 0, size);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     return 0;
+}
+
+int mp_lock_init(mp_lock *l)
+{
+    return robust_init(l, sizeof *l);
 }
 
 int mp_lock_acquire(mp_lock *l, int timeout_ms)
@@ -340,14 +347,7 @@ void mp_lock_destroy(mp_lock *l)
 
 int mp_rlock_init(mp_rlock *l)
 {
-    if (!l)
-        return -EINVAL;
-    int rc = thread_ready();
-    if (rc < 0)
-        return rc;
-    memset(l, 0, sizeof *l);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    return 0;
+    return robust_init(l, sizeof *l);
 }
 
 int mp_rlock_acquire(mp_rlock *l, int timeout_ms)
