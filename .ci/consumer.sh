@@ -26,6 +26,15 @@ LD_LIBRARY_PATH="$libdir" "$work/consumer/pc"
 cc -Wall -Werror -o "$work/consumer/pc_static" "$work/consumer/main.c" \
     $(pkg-config --cflags mproc) "$libdir/libmproc.a"
 "$work/consumer/pc_static"
+# The headers also compile as C++ (extern "C") and as strict C99.
+if command -v c++ >/dev/null 2>&1; then
+    cp "$work/consumer/main.c" "$work/consumer/main.cpp"
+    c++ -Wall -Wextra -Werror -o "$work/consumer/cxx" "$work/consumer/main.cpp" \
+        $(pkg-config --cflags mproc) "$libdir/libmproc.a"
+    "$work/consumer/cxx"
+fi
+cc -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only $(pkg-config --cflags mproc) \
+    "$work/consumer/main.c"
 cat > "$work/consumer/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
 project(consumer C)
