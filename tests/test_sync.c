@@ -1126,6 +1126,25 @@ static int brk_waiter(void *arg)
     return 0;
 }
 
+/* A barrier of `parties` in shared memory, with a ready pipe for waiters. */
+static struct brk_arg *brk_setup(unsigned parties)
+{
+    char *mem = mp_test_shared(4096);
+    struct brk_arg *a = (struct brk_arg *)mem;
+    a->b = (mp_barrier *)(mem + 128);
+    a->rc = (int *)(mem + 256);
+    MP_ASSERT_OK(mp_barrier_init(a->b, parties));
+    mp_test_pipe(a->ready);
+    return a;
+}
+
+static void brk_teardown(struct brk_arg *a)
+{
+    close(a->ready[0]);
+    close(a->ready[1]);
+    unmap_shared(a, 4096);
+}
+
 static void wait_arrived(mp_barrier *b, uint32_t n)
 {
     int64_t end = mp_test_now_ms() + 10000;
@@ -1141,12 +1160,7 @@ static void wait_arrived(mp_barrier *b, uint32_t n)
 static void barrier_timeout_breaks(void **state)
 {
     (void)state;
-    char *mem = mp_test_shared(4096);
-    struct brk_arg *a = (struct brk_arg *)mem;
-    a->b = (mp_barrier *)(mem + 128);
-    a->rc = (int *)(mem + 256);
-    MP_ASSERT_OK(mp_barrier_init(a->b, 3));
-    mp_test_pipe(a->ready);
+    struct brk_arg *a = brk_setup(3);
     pid_t pid = mp_test_fork(brk_waiter, a);
     mp_test_await(a->ready, 10000);
     wait_arrived(a->b, 1);
@@ -1170,21 +1184,14 @@ static void barrier_timeout_breaks(void **state)
     /* timeout 0 for a party that would wait: -EAGAIN, and it breaks */
     MP_ASSERT_ERR(mp_barrier_wait(a->b, 0), -EAGAIN);
     MP_ASSERT_ERR(mp_barrier_wait(a->b, 0), -EPIPE);
-    close(a->ready[0]);
-    close(a->ready[1]);
-    unmap_shared(mem, 4096);
+    brk_teardown(a);
 }
 
 /* abort and reset both send the current waiters away with -EPIPE. */
 static void barrier_abort_reset(void **state)
 {
     (void)state;
-    char *mem = mp_test_shared(4096);
-    struct brk_arg *a = (struct brk_arg *)mem;
-    a->b = (mp_barrier *)(mem + 128);
-    a->rc = (int *)(mem + 256);
-    MP_ASSERT_OK(mp_barrier_init(a->b, 2));
-    mp_test_pipe(a->ready);
+    struct brk_arg *a = brk_setup(2);
     for (int round = 0; round < 2; round++) {
         *a->rc = 1;
         pid_t pid = mp_test_fork(brk_waiter, a);
@@ -1209,9 +1216,7 @@ static void barrier_abort_reset(void **state)
     int rc = mp_barrier_wait(a->b, 10000);
     expect_exit0(pid);
     assert_true((rc == 0 && *a->rc == 1) || (rc == 1 && *a->rc == 0));
-    close(a->ready[0]);
-    close(a->ready[1]);
-    unmap_shared(mem, 4096);
+    brk_teardown(a);
 }
 
 /* A party killed while waiting still counts as arrived: the round
@@ -1219,12 +1224,7 @@ static void barrier_abort_reset(void **state)
 static void barrier_dead_waiter(void **state)
 {
     (void)state;
-    char *mem = mp_test_shared(4096);
-    struct brk_arg *a = (struct brk_arg *)mem;
-    a->b = (mp_barrier *)(mem + 128);
-    a->rc = (int *)(mem + 256);
-    MP_ASSERT_OK(mp_barrier_init(a->b, 3));
-    mp_test_pipe(a->ready);
+    struct brk_arg *a = brk_setup(3);
     pid_t dead = mp_test_fork(brk_waiter, a);
     mp_test_await(a->ready, 10000);
     wait_arrived(a->b, 1);
@@ -1237,9 +1237,7 @@ static void barrier_dead_waiter(void **state)
     assert_int_equal(mp_barrier_wait(a->b, 10000), 2);
     expect_exit0(pid);
     assert_int_equal(*a->rc, 1);
-    close(a->ready[0]);
-    close(a->ready[1]);
-    unmap_shared(mem, 4096);
+    brk_teardown(a);
 }
 
 
