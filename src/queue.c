@@ -671,7 +671,7 @@ static int check_name(const char *name)
 {
     if (!name || name[0] != '/' || name[1] == '\0' || strchr(name + 1, '/'))
         return -EINVAL;
-    if (strlen(name) > NAME_MAX)
+    if (strlen(name + 1) > NAME_MAX)
         return -ENAMETOOLONG;
     return 0;
 }

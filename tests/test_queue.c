@@ -5,6 +5,7 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -619,6 +620,24 @@ static void named_queues(void **state)
     assert_int_equal(mp_test_fd_count(), fds);
 }
 
+/* Names follow shm_open: one component of up to NAME_MAX bytes after '/'. */
+static void name_length_limit(void **state)
+{
+    (void)state;
+    char name[NAME_MAX + 3];
+    int n = snprintf(name, sizeof name, "/mp_test_q_%d_", (int)getpid());
+    memset(name + n, 'x', NAME_MAX + 1 - (size_t)n);
+    name[NAME_MAX + 1] = '\0'; /* '/' + NAME_MAX bytes: valid */
+    mp_queue *q;
+    MP_ASSERT_OK(mp_queue_open(&q, name, &(mp_queue_opts){ .capacity = 64 }, MP_CREATE | MP_EXCL));
+    mp_queue_free(q);
+    MP_ASSERT_OK(mp_queue_unlink(name));
+    name[NAME_MAX + 1] = 'x';
+    name[NAME_MAX + 2] = '\0'; /* one byte too many */
+    MP_ASSERT_ERR(mp_queue_open(&q, name, NULL, MP_CREATE), -ENAMETOOLONG);
+    MP_ASSERT_ERR(mp_queue_unlink(name), -ENAMETOOLONG);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +661,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(join_across_processes),
         cmocka_unit_test(mpmc_4x4_sequences),
         cmocka_unit_test(named_queues),
+        cmocka_unit_test(name_length_limit),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
 }
