@@ -760,8 +760,11 @@ int mp_queue_open(mp_queue **out, const char *name, const mp_queue_opts *opts, i
     mp__close(fd);
     if (rc == 0) {
         rc = handle_new(out, base, len);
-        if (rc < 0)
+        if (rc < 0) {
             munmap(base, len);
+            if (created)
+                shm_unlink(name);
+        }
     }
     return rc;
 }
