@@ -416,6 +416,7 @@ static bool sender_alive(const mp_conn *c)
 /* Receives the next chunk of item id at offset off: its data into dst (at
  * most want bytes) or, for an FD item (fd_out != NULL), its descriptor.
  * Returns the data length (0 for an FD item), -EBADMSG (the item is lost),
+ * -EMFILE (an FD item whose descriptor the kernel had no slot for: lost),
  * -ECONNRESET (end of file on the socket), wait codes or -errno. */
 static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t want,
                       int *fd_out, const mp__deadline *dl)
@@ -514,6 +515,8 @@ static int chunk_recv(mp_conn *c, uint64_t id, uint64_t off, char *dst, size_t w
             continue;
         }
         size_t datalen = (size_t)n - sizeof h;
+        if (fd_out && fd < 0 && (m.msg_flags & MSG_CTRUNC) && h.type == CH_FD && h.id == id)
+            return -EMFILE; /* ours, but the kernel had no slot for its descriptor */
         int k = classify(&h, datalen, id, off, want, fd_out != NULL, fd >= 0, &keep);
         if (k == 1) {
             if (fd_out)
@@ -893,7 +896,7 @@ int mp_conn_recv_fd(mp_conn *c, int *fd, int timeout_ms)
     int got = -1;
     rc = chunk_recv(c, c->fr.id, 0, NULL, 0, &got, &dl);
     if (rc < 0) {
-        if (rc == -EBADMSG || rc == -ECONNRESET)
+        if (rc == -EBADMSG || rc == -ECONNRESET || rc == -EMFILE)
             drop_message(c);
         return rc;
     }

@@ -671,7 +671,7 @@ static int check_name(const char *name)
 {
     if (!name || name[0] != '/' || name[1] == '\0' || strchr(name + 1, '/'))
         return -EINVAL;
-    if (strlen(name) > NAME_MAX)
+    if (strlen(name + 1) > NAME_MAX)
         return -ENAMETOOLONG;
     return 0;
 }
@@ -760,8 +760,11 @@ int mp_queue_open(mp_queue **out, const char *name, const mp_queue_opts *opts, i
     mp__close(fd);
     if (rc == 0) {
         rc = handle_new(out, base, len);
-        if (rc < 0)
+        if (rc < 0) {
             munmap(base, len);
+            if (created)
+                shm_unlink(name);
+        }
     }
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -1102,6 +1103,40 @@ static void fallback_without_rwf_nowait(void **state)
     mp__conn_no_rwf_nowait = false;
 }
 
+/* A descriptor that arrives when the receiver has no free descriptor slot
+ * is reported as -EMFILE (not as a torn message), and the stream goes on. */
+static void recv_fd_at_descriptor_limit(void **state)
+{
+    (void)state;
+    int fds0 = mp_test_fd_count();
+    mp_conn *a, *b;
+    MP_ASSERT_OK(mp_pipe(&a, &b, true));
+    MP_ASSERT_OK(mp_conn_send_fd(a, 0));
+    MP_ASSERT_OK(mp_conn_send(a, "after", 5));
+    /* The lowest free descriptor becomes the limit: none can be added. */
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit old, rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    rl = old;
+    rl.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int fd = -1;
+    int rc = mp_conn_recv_fd(b, &fd, 5000);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    MP_ASSERT_ERR(rc, -EMFILE);
+    assert_int_equal(fd, -1);
+    char buf[8];
+    size_t len;
+    MP_ASSERT_OK(mp_conn_recv(b, buf, sizeof buf, &len, 5000));
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "after", 5);
+    mp_conn_close(a);
+    mp_conn_close(b);
+    assert_int_equal(mp_test_fd_count(), fds0);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bad_arguments),
     cmocka_unit_test(simplex_direction),
@@ -1127,6 +1162,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(eintr_forever_wait),
     cmocka_unit_test(handler_interrupts_wait),
     cmocka_unit_test(fallback_without_rwf_nowait),
+    cmocka_unit_test(recv_fd_at_descriptor_limit),
 };
 
 MP_TEST_MAIN(tests)

@@ -5,12 +5,36 @@
 #include "mp_test.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
 #include "internal/ring.h"
+
+/* Out-of-memory injection for the tests below: while nomem is set, malloc
+ * fails.  Not under AddressSanitizer, which owns malloc there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MP_TEST_NOMEM 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MP_TEST_NOMEM 0
+#endif
+#endif
+#ifndef MP_TEST_NOMEM
+#define MP_TEST_NOMEM 1
+static volatile int nomem;
+extern void *__libc_malloc(size_t size);
+void *malloc(size_t size)
+{
+    if (nomem) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(size);
+}
+#endif
 
 static void exited_ok(pid_t pid)
 {
@@ -619,6 +643,43 @@ static void named_queues(void **state)
     assert_int_equal(mp_test_fd_count(), fds);
 }
 
+/* Names follow shm_open: one component of up to NAME_MAX bytes after '/'. */
+static void name_length_limit(void **state)
+{
+    (void)state;
+    char name[NAME_MAX + 3];
+    int n = snprintf(name, sizeof name, "/mp_test_q_%d_", (int)getpid());
+    memset(name + n, 'x', NAME_MAX + 1 - (size_t)n);
+    name[NAME_MAX + 1] = '\0'; /* '/' + NAME_MAX bytes: valid */
+    mp_queue *q;
+    MP_ASSERT_OK(mp_queue_open(&q, name, &(mp_queue_opts){ .capacity = 64 }, MP_CREATE | MP_EXCL));
+    mp_queue_free(q);
+    MP_ASSERT_OK(mp_queue_unlink(name));
+    name[NAME_MAX + 1] = 'x';
+    name[NAME_MAX + 2] = '\0'; /* one byte too many */
+    MP_ASSERT_ERR(mp_queue_open(&q, name, NULL, MP_CREATE), -ENAMETOOLONG);
+    MP_ASSERT_ERR(mp_queue_unlink(name), -ENAMETOOLONG);
+}
+
+/* A create that fails (here: no memory for the handle) leaves no name. */
+static void failed_create_leaves_no_name(void **state)
+{
+    (void)state;
+#if MP_TEST_NOMEM
+    char name[64];
+    snprintf(name, sizeof name, "/mp_test_qnomem_%d", (int)getpid());
+    mp_queue *q = NULL;
+    nomem = 1;
+    int rc = mp_queue_open(&q, name, &(mp_queue_opts){ .capacity = 64 }, MP_CREATE | MP_EXCL);
+    nomem = 0;
+    MP_ASSERT_ERR(rc, -ENOMEM);
+    assert_null(q);
+    MP_ASSERT_ERR(mp_queue_unlink(name), -ENOENT);
+#else
+    skip();
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +703,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(join_across_processes),
         cmocka_unit_test(mpmc_4x4_sequences),
         cmocka_unit_test(named_queues),
+        cmocka_unit_test(name_length_limit),
+        cmocka_unit_test(failed_create_leaves_no_name),
     };
     return mp_test_main(__FILE__, tests, sizeof tests / sizeof tests[0], argc, argv);
 }

@@ -94,7 +94,9 @@ MP_API int mp_conn_send_fd(mp_conn *c, int fd);
 
 /** Receives a file descriptor sent with mp_conn_send_fd: on 0, *fd is a new
  *  descriptor (close-on-exec) the caller owns.  -EPROTO (nothing consumed)
- *  if the next item is a message; the other codes as mp_conn_recv.
+ *  if the next item is a message; -EMFILE if this process had no free
+ *  descriptor for it (RLIMIT_NOFILE): the descriptor is lost and the next
+ *  call goes on with the next item; the other codes as mp_conn_recv.
  *  Duplex connections only: -ENOTSUP on a simplex one. */
 MP_API int mp_conn_recv_fd(mp_conn *c, int *fd, int timeout_ms);
 

@@ -56,8 +56,8 @@ MP_API void *mp_shm_calloc(size_t n, size_t size);
 /** A named segment (shared_memory.SharedMemory). */
 typedef struct mp_shm mp_shm;
 
-/** Opens the segment name ("/name": a leading '/', no other, at most 255
- *  bytes) and maps it.  flags: 0 attaches to an existing segment (-ENOENT
+/** Opens the segment name ("/name": a leading '/', no other, then at most
+ *  255 bytes) and maps it.  flags: 0 attaches to an existing segment (-ENOENT
  *  if none); MP_CREATE creates it if missing; MP_CREATE | MP_EXCL fails with
  *  -EEXIST if it exists.  size: of a new segment (> 0, zeroed); when
  *  attaching, 0 takes the existing size and a larger size than the existing
