@@ -497,6 +497,38 @@ static void start_handshake_sleeping_wait(void **state)
 }
 
 
+/* Without a free handshake slot (1024 starts in progress, or no page could
+ * be mapped) start reports through a pipe instead: success, setup errors
+ * and deaths alike, spinning or sleeping, and no fd is left behind. */
+static void start_handshake_without_slot(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    int fds0 = mp_test_fd_count();
+    mp__process_test_no_slot = 1;
+    for (int round = 0; round < 2; round++) {
+        mp__process_spin_ns = round == 0 ? saved : 0;
+        mp_process *p = start_new(ret_arg, (void *)21, NULL);
+        assert_int_equal(join_code(p), 21);
+        mp_process_free(p);
+        MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)22, NULL));
+        mp__process_test_fail_setup = EPERM;
+        MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+        mp__process_test_fail_setup = 0;
+        mp__process_test_die_in_setup = 1;
+        MP_ASSERT_ERR(mp_process_start(p), -ECHILD);
+        mp__process_test_die_in_setup = 0;
+        assert_true(no_children());
+        MP_ASSERT_OK(mp_process_start(p));
+        assert_int_equal(join_code(p), 22);
+        mp_process_free(p);
+    }
+    mp__process_test_no_slot = 0;
+    mp__process_spin_ns = saved;
+    assert_true(no_children());
+    assert_int_equal(mp_test_fd_count(), fds0);
+}
+
 /* mproc reaps only its own children: a raw child of the program that has
  * exited stays for the program's own waitpid, whatever mproc does
  * meanwhile (start, join, is_alive, the sweep of freed handles). */
@@ -1476,6 +1508,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(signal_after_reap_is_esrch),
     cmocka_unit_test(start_reports_child_setup_error),
     cmocka_unit_test(start_handshake_sleeping_wait),
+    cmocka_unit_test(start_handshake_without_slot),
     cmocka_unit_test(never_reaps_other_children),
     cmocka_unit_test(no_duplicated_output),
     cmocka_unit_test(atexit_handlers_not_run_in_child),
