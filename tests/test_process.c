@@ -843,6 +843,43 @@ static void join_runs_handlers_and_eintr(void **state)
     gate_close(&g);
 }
 
+/* join's spin (before it sleeps) keeps join's contract: it ends at the
+ * deadline, runs signal handlers and returns -EINTR when one asks, and
+ * sees the exit.  The spin budget is made 2 s so that a spin ignoring
+ * any of these would show. */
+static void join_spin_keeps_deadline_and_handlers(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    mp__process_spin_ns = 2000000000;
+    gate g;
+    gate_open(&g);
+    assert_int_equal(pipe2(fake_sig_fds, O_NONBLOCK | O_CLOEXEC), 0);
+    mp_process *p = start_new(wait_gate, &g, NULL);
+    int64_t t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_process_join(p, 100), -ETIMEDOUT);
+    int64_t took = mp_test_now_ms() - t0;
+    assert_true(took >= 100);
+    assert_true(took < 1500);
+    int runs0 = fake_handler_runs;
+    __atomic_store_n(&mp__sig_fd, fake_sig_fds[0], __ATOMIC_RELEASE);
+    __atomic_store_n(&mp__sig_run, fake_sig_run, __ATOMIC_RELEASE);
+    assert_int_equal(write(fake_sig_fds[1], "i", 1), 1);
+    t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_process_join(p, MP_FOREVER), -EINTR);
+    assert_true(mp_test_now_ms() - t0 < 1500);
+    assert_int_equal(fake_handler_runs, runs0 + 1);
+    __atomic_store_n(&mp__sig_run, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&mp__sig_fd, -1, __ATOMIC_RELEASE);
+    gate_send(&g, 5);
+    assert_int_equal(join_code(p), 5);
+    mp_process_free(p);
+    close(fake_sig_fds[0]);
+    close(fake_sig_fds[1]);
+    gate_close(&g);
+    mp__process_spin_ns = saved;
+}
+
 /* ---- exit-time joins and daemons -------------------------------------------------------- */
 
 typedef struct exit_arg {
@@ -1516,6 +1553,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(child_cannot_touch_siblings),
     cmocka_unit_test(child_inherits_no_sibling_fds),
     cmocka_unit_test(join_runs_handlers_and_eintr),
+    cmocka_unit_test(join_spin_keeps_deadline_and_handlers),
     cmocka_unit_test(exit_of_main_joins_and_terminates),
     cmocka_unit_test(child_return_joins_and_terminates),
     cmocka_unit_test(child_exit_joins_and_terminates),

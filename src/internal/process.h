@@ -19,9 +19,10 @@ extern int mp__process_test_late_pidfd;
 /* non-zero: start finds no free handshake slot and uses a pipe, as when
  * 1024 starts are in progress or the page could not be mapped. */
 extern int mp__process_test_no_slot;
-/* How long start polls for the child's report, yielding the CPU, before it
- * sleeps (ns; default 200000, 0 = sleep at once).  A tunable for tests and
- * benchmarks, not an API. */
+/* How long start (for the child's report) and join (for the child's exit)
+ * check without sleeping, yielding the CPU, before they sleep (ns; default
+ * 200000, 0 = sleep at once).  A tunable for tests and benchmarks, not an
+ * API. */
 extern int mp__process_spin_ns;
 
 #endif
