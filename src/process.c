@@ -127,6 +127,7 @@ static int self_sentinel = -1; /* no pidfds: our write end of our own sentinel *
 #define HS_SLOTS 1024
 #define HS_PAGE (HS_SLOTS * sizeof(uint32_t))
 static uint32_t *hs_page;        /* this process's handshake page, or NULL */
+static pid_t hs_owner;           /* the process that mapped hs_page */
 static void *hs_stale;           /* a page inherited from our parent, or NULL */
 static uint32_t hs_busy[HS_SLOTS / 32]; /* slots in use: bit i of word i/32 */
 
@@ -651,11 +652,18 @@ int mp_process_new(mp_process **out, mp_target target, void *arg, const mp_proce
 #define HS_TICK_MS 5
 
 /* A free slot, or NULL (no page could be mapped, or 1024 starts are in
- * progress): the caller then uses a pipe.  Caller holds tab_lock. */
-static uint32_t *slot_get_locked(void)
+ * progress): the caller then uses a pipe.  me is the caller's pid: a child
+ * made by a plain fork() (no fork hooks ran) finds its parent's page here
+ * and must not share its slots.  Caller holds tab_lock. */
+static uint32_t *slot_get_locked(pid_t me)
 {
     if (MP__UNLIKELY(mp__process_test_no_slot))
         return NULL;
+    if (hs_page && hs_owner != me) {
+        hs_stale = hs_page;
+        hs_page = NULL;
+        memset(hs_busy, 0, sizeof hs_busy);
+    }
     if (!hs_page) {
         if (hs_stale) {
             munmap(hs_stale, HS_PAGE);
@@ -665,6 +673,7 @@ static uint32_t *slot_get_locked(void)
         if (m == MAP_FAILED)
             return NULL;
         hs_page = m;
+        hs_owner = me;
     }
     for (size_t i = 0; i < HS_SLOTS / 32; i++) {
         if (hs_busy[i] != UINT32_MAX) {
@@ -853,7 +862,7 @@ int mp_process_start(mp_process *p)
         p->state = ST_STARTING; /* a concurrent start of p now fails */
         sweep_locked(me);
         if (use_pidfd)
-            slot = slot_get_locked();
+            slot = slot_get_locked(me);
     }
     unlock();
     if (rc < 0)

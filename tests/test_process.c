@@ -529,6 +529,55 @@ static void start_handshake_without_slot(void **state)
     assert_int_equal(mp_test_fd_count(), fds0);
 }
 
+/* A child made by a plain fork() (no mproc fork hooks ran) that starts
+ * processes gets its own handshake page: while it and its parent start
+ * processes at the same time, each start still gets its own child's
+ * report (the parent's children all fail their setup, the raw child's all
+ * succeed, so a report crossing over would show). */
+static void plain_fork_child_has_own_handshake(void **state)
+{
+    (void)state;
+    mp_process *p = start_new(ret_arg, (void *)3, NULL); /* maps our page */
+    assert_int_equal(join_code(p), 3);
+    mp_process_free(p);
+    int go[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+    pid_t raw = fork();
+    assert_true(raw >= 0);
+    if (raw == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(2);
+        for (int i = 0; i < 300; i++) {
+            mp_process *q;
+            int code = -1;
+            if (mp_process_new(&q, ret_arg, (void *)4, NULL) != 0 ||
+                mp_process_start(q) != 0 || mp_process_join(q, 10000) != 0 ||
+                mp_process_exitcode(q, &code) != 0 || code != 4)
+                _exit(1);
+            mp_process_free(q);
+        }
+        _exit(0);
+    }
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)5, NULL));
+    mp__process_test_fail_setup = EPERM;
+    assert_int_equal(write(go[1], "g", 1), 1);
+    for (int i = 0; i < 300; i++)
+        MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    int st;
+    assert_int_equal(waitpid(raw, &st, 0), raw);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 5);
+    mp_process_free(p);
+    close(go[0]);
+    close(go[1]);
+    assert_true(no_children());
+}
+
 /* mproc reaps only its own children: a raw child of the program that has
  * exited stays for the program's own waitpid, whatever mproc does
  * meanwhile (start, join, is_alive, the sweep of freed handles). */
@@ -1546,6 +1595,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(start_reports_child_setup_error),
     cmocka_unit_test(start_handshake_sleeping_wait),
     cmocka_unit_test(start_handshake_without_slot),
+    cmocka_unit_test(plain_fork_child_has_own_handshake),
     cmocka_unit_test(never_reaps_other_children),
     cmocka_unit_test(no_duplicated_output),
     cmocka_unit_test(atexit_handlers_not_run_in_child),
