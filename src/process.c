@@ -759,25 +759,28 @@ static int32_t slot_wait(uint32_t *slot, int pidfd, bool *failed)
         __atomic_compare_exchange_n(slot, &v, HS_SLEEP, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_ACQUIRE))
         v = HS_SLEEP;
+    /* Look at the pidfd first (the child may have died while we spun),
+     * then sleep on the word for a tick, and again. */
     while (v == HS_SLEEP) {
-        mp__deadline tick = mp__deadline_from_ms(HS_TICK_MS);
-        int rc = mp__wait_word(slot, HS_SLEEP, &tick);
-        if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR) {
-            *failed = true;
-            return rc;
-        }
-        if ((v = __atomic_load_n(slot, __ATOMIC_ACQUIRE)) != HS_SLEEP)
-            break;
         struct pollfd pf = { .fd = pidfd, .events = POLLIN };
         mp__deadline now = mp__deadline_from_ms(0);
-        rc = mp__wait_poll(&pf, 1, &now);
+        int rc = mp__wait_poll(&pf, 1, &now);
         if (rc < 0 && rc != -EAGAIN && rc != -EINTR) {
             *failed = true;
             return rc;
         }
         v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-        if (rc > 0 && v == HS_SLEEP)
+        if (v != HS_SLEEP)
+            break;
+        if (rc > 0)
             return -ECHILD; /* it exited and never reported */
+        mp__deadline tick = mp__deadline_from_ms(HS_TICK_MS);
+        rc = mp__wait_word(slot, HS_SLEEP, &tick);
+        if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR) {
+            *failed = true;
+            return rc;
+        }
+        v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     }
     return (int32_t)v;
 }
