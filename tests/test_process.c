@@ -497,6 +497,87 @@ static void start_handshake_sleeping_wait(void **state)
 }
 
 
+/* Without a free handshake slot (1024 starts in progress, or no page could
+ * be mapped) start reports through a pipe instead: success, setup errors
+ * and deaths alike, spinning or sleeping, and no fd is left behind. */
+static void start_handshake_without_slot(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    int fds0 = mp_test_fd_count();
+    mp__process_test_no_slot = 1;
+    for (int round = 0; round < 2; round++) {
+        mp__process_spin_ns = round == 0 ? saved : 0;
+        mp_process *p = start_new(ret_arg, (void *)21, NULL);
+        assert_int_equal(join_code(p), 21);
+        mp_process_free(p);
+        MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)22, NULL));
+        mp__process_test_fail_setup = EPERM;
+        MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+        mp__process_test_fail_setup = 0;
+        mp__process_test_die_in_setup = 1;
+        MP_ASSERT_ERR(mp_process_start(p), -ECHILD);
+        mp__process_test_die_in_setup = 0;
+        assert_true(no_children());
+        MP_ASSERT_OK(mp_process_start(p));
+        assert_int_equal(join_code(p), 22);
+        mp_process_free(p);
+    }
+    mp__process_test_no_slot = 0;
+    mp__process_spin_ns = saved;
+    assert_true(no_children());
+    assert_int_equal(mp_test_fd_count(), fds0);
+}
+
+/* A child made by a plain fork() (no mproc fork hooks ran) that starts
+ * processes gets its own handshake page: while it and its parent start
+ * processes at the same time, each start still gets its own child's
+ * report (the parent's children all fail their setup, the raw child's all
+ * succeed, so a report crossing over would show). */
+static void plain_fork_child_has_own_handshake(void **state)
+{
+    (void)state;
+    mp_process *p = start_new(ret_arg, (void *)3, NULL); /* maps our page */
+    assert_int_equal(join_code(p), 3);
+    mp_process_free(p);
+    int go[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+    pid_t raw = fork();
+    assert_true(raw >= 0);
+    if (raw == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(2);
+        for (int i = 0; i < 300; i++) {
+            mp_process *q;
+            int code = -1;
+            if (mp_process_new(&q, ret_arg, (void *)4, NULL) != 0 ||
+                mp_process_start(q) != 0 || mp_process_join(q, 10000) != 0 ||
+                mp_process_exitcode(q, &code) != 0 || code != 4)
+                _exit(1);
+            mp_process_free(q);
+        }
+        _exit(0);
+    }
+    MP_ASSERT_OK(mp_process_new(&p, ret_arg, (void *)5, NULL));
+    mp__process_test_fail_setup = EPERM;
+    assert_int_equal(write(go[1], "g", 1), 1);
+    for (int i = 0; i < 300; i++)
+        MP_ASSERT_ERR(mp_process_start(p), -EPERM);
+    mp__process_test_fail_setup = 0;
+    int st;
+    assert_int_equal(waitpid(raw, &st, 0), raw);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    MP_ASSERT_OK(mp_process_start(p));
+    assert_int_equal(join_code(p), 5);
+    mp_process_free(p);
+    close(go[0]);
+    close(go[1]);
+    assert_true(no_children());
+}
+
 /* mproc reaps only its own children: a raw child of the program that has
  * exited stays for the program's own waitpid, whatever mproc does
  * meanwhile (start, join, is_alive, the sweep of freed handles). */
@@ -809,6 +890,43 @@ static void join_runs_handlers_and_eintr(void **state)
     close(fake_sig_fds[0]);
     close(fake_sig_fds[1]);
     gate_close(&g);
+}
+
+/* join's spin (before it sleeps) keeps join's contract: it ends at the
+ * deadline, runs signal handlers and returns -EINTR when one asks, and
+ * sees the exit.  The spin budget is made 2 s so that a spin ignoring
+ * any of these would show. */
+static void join_spin_keeps_deadline_and_handlers(void **state)
+{
+    (void)state;
+    int saved = mp__process_spin_ns;
+    mp__process_spin_ns = 2000000000;
+    gate g;
+    gate_open(&g);
+    assert_int_equal(pipe2(fake_sig_fds, O_NONBLOCK | O_CLOEXEC), 0);
+    mp_process *p = start_new(wait_gate, &g, NULL);
+    int64_t t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_process_join(p, 100), -ETIMEDOUT);
+    int64_t took = mp_test_now_ms() - t0;
+    assert_true(took >= 100);
+    assert_true(took < 1500);
+    int runs0 = fake_handler_runs;
+    __atomic_store_n(&mp__sig_fd, fake_sig_fds[0], __ATOMIC_RELEASE);
+    __atomic_store_n(&mp__sig_run, fake_sig_run, __ATOMIC_RELEASE);
+    assert_int_equal(write(fake_sig_fds[1], "i", 1), 1);
+    t0 = mp_test_now_ms();
+    MP_ASSERT_ERR(mp_process_join(p, MP_FOREVER), -EINTR);
+    assert_true(mp_test_now_ms() - t0 < 1500);
+    assert_int_equal(fake_handler_runs, runs0 + 1);
+    __atomic_store_n(&mp__sig_run, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&mp__sig_fd, -1, __ATOMIC_RELEASE);
+    gate_send(&g, 5);
+    assert_int_equal(join_code(p), 5);
+    mp_process_free(p);
+    close(fake_sig_fds[0]);
+    close(fake_sig_fds[1]);
+    gate_close(&g);
+    mp__process_spin_ns = saved;
 }
 
 /* ---- exit-time joins and daemons -------------------------------------------------------- */
@@ -1476,6 +1594,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(signal_after_reap_is_esrch),
     cmocka_unit_test(start_reports_child_setup_error),
     cmocka_unit_test(start_handshake_sleeping_wait),
+    cmocka_unit_test(start_handshake_without_slot),
+    cmocka_unit_test(plain_fork_child_has_own_handshake),
     cmocka_unit_test(never_reaps_other_children),
     cmocka_unit_test(no_duplicated_output),
     cmocka_unit_test(atexit_handlers_not_run_in_child),
@@ -1483,6 +1603,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(child_cannot_touch_siblings),
     cmocka_unit_test(child_inherits_no_sibling_fds),
     cmocka_unit_test(join_runs_handlers_and_eintr),
+    cmocka_unit_test(join_spin_keeps_deadline_and_handlers),
     cmocka_unit_test(exit_of_main_joins_and_terminates),
     cmocka_unit_test(child_return_joins_and_terminates),
     cmocka_unit_test(child_exit_joins_and_terminates),

@@ -16,9 +16,13 @@ extern int mp__process_test_no_pidfd;
 /* non-zero: the parent waits until the child is gone before it opens the
  * pidfd (with SIGCHLD ignored: the child exited and was reaped first). */
 extern int mp__process_test_late_pidfd;
-/* How long start polls for the child's report, yielding the CPU, before it
- * sleeps (ns; default 200000, 0 = sleep at once).  A tunable for tests and
- * benchmarks, not an API. */
+/* non-zero: start finds no free handshake slot and uses a pipe, as when
+ * 1024 starts are in progress or the page could not be mapped. */
+extern int mp__process_test_no_slot;
+/* How long start (for the child's report) and join (for the child's exit)
+ * check without sleeping, yielding the CPU, before they sleep (ns; default
+ * 200000, 0 = sleep at once).  A tunable for tests and benchmarks, not an
+ * API. */
 extern int mp__process_spin_ns;
 
 #endif
