@@ -17,7 +17,9 @@
  *  - Sends from several processes on the same end never interleave.
  *
  * Thread safety: a handle is used by one thread at a time (like a FILE*
- * without locking); different handles are independent.  Fork safety: handles
+ * without locking); different handles are independent.  The same holds for
+ * mp_signal_on() handlers: one that runs inside a blocking call on a handle
+ * must not use that handle (it may use any other).  Fork safety: handles
  * are meant to be inherited; after fork both processes own a copy and each
  * closes its own with mp_conn_close().  A receive state (a message that a
  * call left half-read, see mp_conn_recv) is per handle and per process:
